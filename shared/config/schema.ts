@@ -1,0 +1,52 @@
+/**
+ * Config validation and defaults. configs/schema.json is the one source of defaults: ajv fills them in
+ * (`useDefaults`) while validating, so code never repeats a default value.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { configsDir } from '../paths.js';
+import type { SeResNetArgs } from '../model/args.js';
+
+/** The resolved configuration: every key present, defaults filled in. */
+export interface Config {
+  model: SeResNetArgs;
+}
+
+/** A config that does not validate; `problems` holds one `path: message` line per error. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid config:\n${problems.join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+let validator: ValidateFunction | undefined;
+
+export function loadSchema(): Record<string, unknown> {
+  return JSON.parse(readFileSync(join(configsDir, 'schema.json'), 'utf8')) as Record<string, unknown>;
+}
+
+function getValidator(): ValidateFunction {
+  if (!validator) {
+    const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: true });
+    validator = ajv.compile(loadSchema());
+  }
+  return validator;
+}
+
+function describe(e: ErrorObject): string {
+  const path = e.instancePath === '' ? '(root)' : e.instancePath.slice(1).replaceAll('/', '.');
+  if (e.keyword === 'additionalProperties') {
+    return `${path}: unknown key '${String((e.params as { additionalProperty: string }).additionalProperty)}'`;
+  }
+  return `${path}: ${e.message ?? e.keyword}`;
+}
+
+/** Validates `raw` (not modified) and returns a copy with every default filled in. */
+export function resolveConfig(raw: unknown): Config {
+  const copy: unknown = structuredClone(raw ?? {});
+  const validate = getValidator();
+  if (!validate(copy)) throw new ConfigError((validate.errors ?? []).map(describe));
+  return copy as Config;
+}

@@ -1,0 +1,19 @@
+/** Locations inside the repository, found from this file whether it runs from source or from dist/. */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function findRepoRoot(start: string): string {
+  let dir = start;
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'configs'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the repository root above ${start}`);
+    dir = parent;
+  }
+}
+
+/** Absolute path of the repository (the folder holding package.json and configs/). */
+export const repoRoot: string = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+export const configsDir: string = join(repoRoot, 'configs');
+export const fixturesDir: string = join(repoRoot, 'test', 'fixtures');
