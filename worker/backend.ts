@@ -1,0 +1,103 @@
+/**
+ * Which tfjs backend a worker computes on. `auto` tries, in order: @tensorflow/tfjs-node-gpu (CUDA),
+ * @tensorflow/tfjs-node (native CPU), wasm (XNNPACK), cpu (plain JS). The two native packages are
+ * optionalDependencies: their install script downloads libtensorflow, so on a machine without internet
+ * npm drops them and we fall through to wasm. Forcing a backend that cannot load is an error
+ * (BackendUnavailableError); forcing `gpu` on a machine without an NVIDIA device is one too, because
+ * libtensorflow would otherwise fall back to the CPU silently.
+ */
+import { existsSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import type { Logger } from '../shared/log.js';
+import { registerOwnKernels } from './kernels/register.js';
+
+export const BACKENDS = ['gpu', 'node', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+export type BackendRequest = BackendName | 'auto';
+
+export interface BackendInfo {
+  /** The project's name for it. */
+  name: BackendName;
+  /** tfjs' registry name ('tensorflow', 'wasm', 'cpu'). */
+  tfBackend: string;
+  /** The npm package that provides it. */
+  package: string;
+  /** Kernels of this project registered on it. */
+  ownKernels: string[];
+  /** Backends tried before this one, with why they did not load (auto only). */
+  skipped: { name: BackendName; reason: string }[];
+}
+
+export class BackendUnavailableError extends Error {
+  constructor(readonly backend: BackendName, reason: string) {
+    super(`backend '${backend}' cannot be used: ${reason}`);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+const PACKAGES: Record<BackendName, string> = {
+  gpu: '@tensorflow/tfjs-node-gpu',
+  node: '@tensorflow/tfjs-node',
+  wasm: '@tensorflow/tfjs-backend-wasm',
+  cpu: '@tensorflow/tfjs-backend-cpu',
+};
+
+/** Device files the NVIDIA driver (or the k8s device plugin) provides; overridable for odd setups. */
+export function nvidiaDevicePresent(): boolean {
+  if (process.env.TFJS_ASSUME_GPU === '1') return true;
+  return ['/dev/nvidiactl', '/dev/nvidia0', '/proc/driver/nvidia/version'].some((p) => existsSync(p));
+}
+
+function reasonOf(err: unknown, pkg: string): string {
+  const e = err as { code?: string; message?: string };
+  if (e.code === 'ERR_MODULE_NOT_FOUND' || e.code === 'MODULE_NOT_FOUND') {
+    return `${pkg} is not installed (it is optional: its install script downloads libtensorflow, which needs internet; ` +
+      `install it where it can download, or use --backend wasm)`;
+  }
+  return `${pkg} failed to load: ${e.message ?? String(err)}`;
+}
+
+async function load(name: BackendName): Promise<string> {
+  const pkg = PACKAGES[name];
+  if (name === 'gpu' && !nvidiaDevicePresent()) {
+    throw new BackendUnavailableError(name, 'no NVIDIA GPU on this machine (no /dev/nvidiactl, /dev/nvidia0 or /proc/driver/nvidia/version)');
+  }
+  try {
+    await import(pkg);
+  } catch (err) {
+    throw new BackendUnavailableError(name, reasonOf(err, pkg));
+  }
+  const tfName = name === 'gpu' || name === 'node' ? 'tensorflow' : name;
+  let ok = false;
+  try {
+    ok = await tf.setBackend(tfName);
+    await tf.ready();
+  } catch (err) {
+    throw new BackendUnavailableError(name, `tfjs could not initialise '${tfName}': ${(err as Error).message}`);
+  }
+  if (!ok) throw new BackendUnavailableError(name, `tfjs could not initialise '${tfName}'`);
+  return tfName;
+}
+
+/**
+ * Loads and activates a backend (and the gradients every backend needs). With 'auto', the first of
+ * BACKENDS that loads; otherwise exactly the one asked for, or BackendUnavailableError.
+ */
+export async function selectBackend(request: BackendRequest, log?: Logger): Promise<BackendInfo> {
+  await import('@tensorflow/tfjs'); // registers gradients and the stock cpu backend
+  const order: BackendName[] = request === 'auto' ? [...BACKENDS] : [request];
+  const skipped: { name: BackendName; reason: string }[] = [];
+  for (const name of order) {
+    try {
+      const tfBackend = await load(name);
+      const info: BackendInfo = { name, tfBackend, package: PACKAGES[name], ownKernels: registerOwnKernels(tfBackend), skipped };
+      log?.info('backend selected', { backend: name, tfBackend, package: info.package, ownKernels: info.ownKernels, requested: request, skipped });
+      return info;
+    } catch (err) {
+      if (request !== 'auto' || !(err instanceof BackendUnavailableError)) throw err;
+      skipped.push({ name, reason: err.message });
+      log?.debug('backend skipped', { backend: name, reason: err.message });
+    }
+  }
+  throw new Error(`no tfjs backend could load: ${skipped.map((s) => s.reason).join('; ')}`);
+}
