@@ -85,6 +85,7 @@ async function load(name: BackendName): Promise<string> {
  */
 export async function selectBackend(request: BackendRequest, log?: Logger): Promise<BackendInfo> {
   await import('@tensorflow/tfjs'); // registers gradients and the stock cpu backend
+  tf.env().set('PROD', true); // no "install tfjs-node" banner: the choice is logged below instead
   const order: BackendName[] = request === 'auto' ? [...BACKENDS] : [request];
   const skipped: { name: BackendName; reason: string }[] = [];
   for (const name of order) {

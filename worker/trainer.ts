@@ -2,12 +2,19 @@
  * What a worker computes: gradients of a micro-batch (training) and embeddings (evaluation), from uint8
  * images in the model's channel order. Results are sums over the micro-batch, so the coordinator can
  * weight micro-batches of different sizes exactly.
+ *
+ * Two ways to get gradients, equal to float rounding:
+ * - tape: one tf.valueAndGrads over the whole net (fastest; tfjs keeps every intermediate and every
+ *   intermediate gradient until the end, ~30× the block outputs);
+ * - checkpointed: forward segment by segment keeping only segment boundaries, then backward segment by
+ *   segment, recomputing each segment's forward (≈ +1 forward of compute, a fraction of the memory).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelState } from '../shared/model/params.js';
 import { disposeTensors, toTensors } from '../shared/model/params.js';
-import { forward, preprocess, type NamedTensors } from '../shared/model/seresnet.js';
+import { forward, head, preprocess, segments, type NamedTensors, type Segment } from '../shared/model/seresnet.js';
 import type { ModelSpec } from '../shared/model/spec.js';
+import { explainOutOfMemory } from './memory.js';
 
 export interface TrainResult {
   /** Σ over samples of ∂loss/∂w, spec.trainable order. */
@@ -22,10 +29,32 @@ export interface TrainResult {
   batchStats: Float32Array;
 }
 
+export interface TrainerArgs {
+  /** 'auto' (default): checkpoint when estimateTapeBytes exceeds checkpointAboveBytes. */
+  checkpoint?: boolean | 'auto';
+  /** Default 1 GiB: wasm's heap stops at 4 GiB and fragments well before. */
+  checkpointAboveBytes?: number;
+}
+
+/** Rough peak bytes of the plain tape for n samples: ~30 × the segment outputs (measured on wasm). */
+export function estimateTapeBytes(spec: ModelSpec, n: number): number {
+  let h = Math.ceil(spec.args.inputSize / 2);
+  h = Math.ceil((h - 3) / 2) + 1; // after the ceil-mode max-pool
+  let elements = h * h * spec.args.stemWidth;
+  for (const b of spec.blocks) {
+    if (b.stride === 2) h = Math.ceil(h / 2);
+    elements += h * h * b.outChannels;
+  }
+  return 30 * 4 * elements * n;
+}
+
 export class Trainer {
   private tensors: NamedTensors | null = null;
+  private readonly segs: Segment[];
 
-  constructor(readonly spec: ModelSpec) {}
+  constructor(readonly spec: ModelSpec, readonly args: TrainerArgs = {}) {
+    this.segs = segments(spec);
+  }
 
   /** Uploads new weights (the old tensors are freed). */
   setState(state: ModelState): void {
@@ -44,38 +73,117 @@ export class Trainer {
     return tf.tidy(() => preprocess(tf.tensor4d(Int32Array.from(images), [n, s, s, 3], 'int32'), this.spec));
   }
 
+  usesCheckpointing(n: number): boolean {
+    const c = this.args.checkpoint ?? 'auto';
+    if (c !== 'auto') return c;
+    return estimateTapeBytes(this.spec, n) > (this.args.checkpointAboveBytes ?? 2 ** 30);
+  }
+
   trainStep(images: Uint8Array, labels: Int32Array): TrainResult {
     const n = labels.length;
+    try {
+      return this.usesCheckpointing(n) ? this.checkpointed(images, labels) : this.tape(images, labels);
+    } catch (err) {
+      throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: this.usesCheckpointing(n) });
+    }
+  }
+
+  private lossOf(logits: tf.Tensor2D, onehot: tf.Tensor): tf.Scalar {
+    return tf.losses.softmaxCrossEntropy(onehot, logits, undefined, 0, tf.Reduction.SUM) as tf.Scalar;
+  }
+
+  private tape(images: Uint8Array, labels: Int32Array): TrainResult {
     const spec = this.spec;
     const params = this.params();
     const names = spec.trainable.map((p) => p.name);
-    const x = this.input(images, n);
-    const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), spec.args.numClasses);
+    const x = this.input(images, labels.length);
+    const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), spec.args.numClasses));
     let stats: tf.Tensor[] = [];
     const lossFn = (...ws: tf.Tensor[]): tf.Scalar => {
       const p = new Map(params);
       names.forEach((name, i) => p.set(name, ws[i]));
       const r = forward(spec, p, x, { training: true });
       stats = (r.batchStats ?? []).flatMap((s) => [s.mean, s.variance]);
-      return tf.losses.softmaxCrossEntropy(onehot, r.logits!, undefined, 0, tf.Reduction.SUM) as tf.Scalar;
+      return this.lossOf(r.logits!, onehot);
     };
     const { value, grads } = tf.valueAndGrads(lossFn)(names.map((name) => params.get(name)!));
     const gradSum = new Float32Array(spec.trainableCount);
     spec.trainable.forEach((p, i) => gradSum.set(grads[i].dataSync() as Float32Array, p.offset));
-    const batchStats = new Float32Array(spec.bnStatCount);
-    // spec.bnStats is [mean, var] per layer in bnLayers order, exactly the order of `stats`
-    spec.bnStats.forEach((p, i) => batchStats.set(stats[i].dataSync() as Float32Array, p.offset));
-    const lossSum = value.dataSync()[0];
+    const result = { gradSum, lossSum: value.dataSync()[0], count: labels.length, batchStats: this.readStats(stats) };
     tf.dispose([value, ...grads, ...stats, x, onehot]);
-    return { gradSum, lossSum, count: n, batchStats };
+    return result;
+  }
+
+  private checkpointed(images: Uint8Array, labels: Int32Array): TrainResult {
+    const spec = this.spec;
+    const params = this.params();
+    const offsets = new Map(spec.trainable.map((p) => [p.name, p.offset]));
+    const gradSum = new Float32Array(spec.trainableCount);
+    const store = (name: string, g: tf.Tensor): void => gradSum.set(g.dataSync() as Float32Array, offsets.get(name)!);
+    const withParams = (names: string[], ws: tf.Tensor[]): NamedTensors => {
+      const p = new Map(params);
+      names.forEach((name, i) => p.set(name, ws[i]));
+      return p;
+    };
+
+    // forward, keeping only the segment boundaries (and the BN batch statistics)
+    const acts: tf.Tensor4D[] = [this.input(images, labels.length)];
+    const stats: tf.Tensor[] = [];
+    for (const seg of this.segs) {
+      const y = tf.tidy(() => {
+        const r = seg.run(params, acts[acts.length - 1], true);
+        for (const s of r.stats) stats.push(s.mean, s.variance);
+        return r.y;
+      });
+      acts.push(y);
+    }
+
+    // head: loss and its gradient w.r.t. the last boundary and the classifier
+    const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), spec.args.numClasses));
+    const fc = ['fc.weight', 'fc.bias'];
+    const { value, grads } = tf.valueAndGrads((...a: tf.Tensor[]) =>
+      this.lossOf(head(spec, withParams(fc, a.slice(1)), a[0] as tf.Tensor4D, true).logits!, onehot),
+    )([acts[acts.length - 1], ...fc.map((name) => params.get(name)!)]);
+    fc.forEach((name, i) => store(name, grads[i + 1]));
+    let dy = grads[0];
+    tf.dispose([...grads.slice(1), onehot, acts.pop()!]);
+
+    // backward through the segments, last to first, recomputing each one's forward
+    for (let i = this.segs.length - 1; i >= 0; i--) {
+      const seg = this.segs[i];
+      const xin = acts.pop()!;
+      const gs = tf.grads((...a: tf.Tensor[]) => {
+        const r = seg.run(withParams(seg.params, a.slice(1)), a[0] as tf.Tensor4D, true);
+        tf.dispose(r.stats.flatMap((s) => [s.mean, s.variance]));
+        return r.y;
+      })([xin, ...seg.params.map((name) => params.get(name)!)], dy);
+      seg.params.forEach((name, j) => store(name, gs[j + 1]));
+      tf.dispose([dy, xin, ...gs.slice(1)]);
+      dy = gs[0];
+    }
+    dy.dispose();
+    const result = { gradSum, lossSum: value.dataSync()[0], count: labels.length, batchStats: this.readStats(stats) };
+    tf.dispose([value, ...stats]);
+    return result;
+  }
+
+  /** Batch statistics, in bnLayers order as [mean, variance] pairs, into the bnStats layout. */
+  private readStats(stats: tf.Tensor[]): Float32Array {
+    const out = new Float32Array(this.spec.bnStatCount);
+    this.spec.bnStats.forEach((p, i) => out.set(stats[i].dataSync() as Float32Array, p.offset));
+    return out;
   }
 
   /** Embeddings [n, embeddingSize] in eval mode (running BN statistics), not normalised. */
   embed(images: Uint8Array, n: number): Float32Array {
-    const x = this.input(images, n);
-    const out = tf.tidy(() => forward(this.spec, this.params(), x, { logits: false }).embedding.dataSync() as Float32Array);
-    x.dispose();
-    return out;
+    try {
+      const x = this.input(images, n);
+      const out = tf.tidy(() => forward(this.spec, this.params(), x, { logits: false }).embedding.dataSync() as Float32Array);
+      x.dispose();
+      return out;
+    } catch (err) {
+      throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: false });
+    }
   }
 
   dispose(): void {

@@ -21,8 +21,9 @@ export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tens
     const [xx, g, b] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D];
     const save = args[3] as tf.GradSaveFunc;
     const m = tf.moments(xx, [0, 1, 2]);
-    mean = tf.keep(m.mean as tf.Tensor1D);
-    variance = tf.keep(m.variance as tf.Tensor1D);
+    // clones share the data (ref-counted), so disposing them never frees what the gradient saved
+    mean = tf.keep(tf.clone(m.mean) as tf.Tensor1D);
+    variance = tf.keep(tf.clone(m.variance) as tf.Tensor1D);
     const invStd = tf.rsqrt(tf.add(m.variance, eps)) as tf.Tensor1D;
     const scale = tf.mul(g, invStd);
     const shift = tf.sub(b, tf.mul(m.mean, scale));
