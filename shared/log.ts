@@ -1,39 +1,60 @@
 /**
- * Structured logs (winston): one JSON object per line on stderr, so ops can follow a run with
- * `kubectl logs -f … | jq`; stdout stays free for command output. `LOG_FORMAT=pretty` prints a short
- * human line instead; `LOG_LEVEL` (default info) filters. A run can add a JSON-lines file.
+ * Structured logs (winston). Every line has ts, level, component ('coordinator' or 'worker:<name>')
+ * and event (the message, e.g. 'step', 'worker_lost'), plus the event's fields. Console: one JSON object
+ * per line, or a short human line on a TTY (LOG_FORMAT=json|pretty overrides); a run also appends JSON
+ * lines to <run-dir>/log.jsonl. LOG_LEVEL (default info) filters.
  */
 import winston from 'winston';
 
 export type Logger = winston.Logger;
 
 export interface LoggerArgs {
-  /** Which process speaks: 'coordinator', 'worker', 'bench', … Added to every line. */
+  /** 'coordinator', 'worker:<name>', 'bench', … Added to every line. */
   component: string;
-  /** Extra fields on every line (e.g. the worker's name). */
-  fields?: Record<string, unknown>;
   /** Also append JSON lines to this file. */
   file?: string;
+  /** Console stream. Default 'stdout'. */
+  stream?: 'stdout' | 'stderr';
   /** Default: $LOG_LEVEL or 'info'. */
   level?: string;
 }
 
+/** ts first, event = message when not given, no separate timestamp. */
+const shape = winston.format((info) => {
+  const i = info as Record<string, unknown>;
+  i.ts = new Date().toISOString();
+  if (i.event === undefined) i.event = i.message;
+  return info;
+});
+
 const pretty = winston.format.printf((info) => {
-  const { level, message, timestamp, component, ...rest } = info as Record<string, unknown>;
-  const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
-  return `${String(timestamp)} ${String(component)} ${String(level)}: ${String(message)}${extra}`;
+  const { level, message, ts, component, event, ...rest } = info as Record<string, unknown>;
+  void event;
+  const fields = Object.entries(rest)
+    .map(([k, v]) => `${k}=${typeof v === 'number' ? +(v as number).toPrecision(5) : typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  return `${String(ts).slice(11, 19)} ${String(component)} ${String(level)} ${String(message)} ${fields}`.trimEnd();
 });
 
 export function createLogger(args: LoggerArgs): Logger {
   const level = args.level ?? process.env.LOG_LEVEL ?? 'info';
-  const json = winston.format.combine(winston.format.timestamp(), winston.format.json());
-  const human = winston.format.combine(winston.format.timestamp(), pretty);
+  const stream = args.stream ?? 'stdout';
+  const tty = stream === 'stdout' ? process.stdout.isTTY : process.stderr.isTTY;
+  const usePretty = process.env.LOG_FORMAT ? process.env.LOG_FORMAT === 'pretty' : Boolean(tty);
+  const json = winston.format.combine(shape(), winston.format.json());
   const transports: winston.transport[] = [
     new winston.transports.Console({
-      stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'],
-      format: process.env.LOG_FORMAT === 'pretty' ? human : json,
+      stderrLevels: stream === 'stderr' ? ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] : [],
+      format: usePretty ? winston.format.combine(shape(), pretty) : json,
     }),
   ];
   if (args.file) transports.push(new winston.transports.File({ filename: args.file, format: json }));
-  return winston.createLogger({ level, defaultMeta: { component: args.component, ...args.fields }, transports });
+  return winston.createLogger({ level, defaultMeta: { component: args.component }, transports });
+}
+
+/** Flushes file transports (winston writes asynchronously) before the process exits. */
+export async function closeLogger(log: Logger): Promise<void> {
+  const done = new Promise<void>((resolve) => log.on('finish', () => resolve()));
+  log.end();
+  await Promise.race([done, new Promise((r) => setTimeout(r, 2000))]);
 }

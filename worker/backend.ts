@@ -92,12 +92,12 @@ export async function selectBackend(request: BackendRequest, log?: Logger): Prom
     try {
       const tfBackend = await load(name);
       const info: BackendInfo = { name, tfBackend, package: PACKAGES[name], ownKernels: registerOwnKernels(tfBackend), skipped };
-      log?.info('backend selected', { backend: name, tfBackend, package: info.package, ownKernels: info.ownKernels, requested: request, skipped });
+      log?.info('backend_selected', { backend: name, tfBackend, package: info.package, ownKernels: info.ownKernels, requested: request, skipped });
       return info;
     } catch (err) {
       if (request !== 'auto' || !(err instanceof BackendUnavailableError)) throw err;
       skipped.push({ name, reason: err.message });
-      log?.debug('backend skipped', { backend: name, reason: err.message });
+      log?.debug('backend_skipped', { backend: name, reason: err.message });
     }
   }
   throw new Error(`no tfjs backend could load: ${skipped.map((s) => s.reason).join('; ')}`);

@@ -174,6 +174,26 @@ export class Trainer {
     return out;
   }
 
+  /** Eval-mode loss (summed cross-entropy) and top-1 correct count of a labelled batch. */
+  evaluate(images: Uint8Array, labels: Int32Array): { lossSum: number; correct: number; count: number } {
+    const n = labels.length;
+    try {
+      const x = this.input(images, n);
+      const [loss, correct] = tf.tidy(() => {
+        const logits = forward(this.spec, this.params(), x).logits!;
+        const y = tf.tensor1d(labels, 'int32');
+        const onehot = tf.oneHot(y, this.spec.args.numClasses);
+        const l = this.lossOf(logits, onehot);
+        const c = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), y), 'int32'));
+        return [l.dataSync()[0], c.dataSync()[0]];
+      });
+      x.dispose();
+      return { lossSum: loss, correct, count: n };
+    } catch (err) {
+      throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: false });
+    }
+  }
+
   /** Embeddings [n, embeddingSize] in eval mode (running BN statistics), not normalised. */
   embed(images: Uint8Array, n: number): Float32Array {
     try {

@@ -8,9 +8,25 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { configsDir } from '../paths.js';
 import type { SeResNetArgs } from '../model/args.js';
 
-/** The resolved configuration: every key present, defaults filled in. */
+/** The resolved configuration: every key present, defaults filled in (see configs/schema.json for meanings). */
 export interface Config {
+  seed: number;
   model: SeResNetArgs;
+  init: { weights: string | null; skipClassifier: boolean };
+  training: {
+    batchSize: number; microBatch: number; lr: number; momentum: number; weightDecay: number;
+    finetune: 'all' | 'classifier'; bnMomentum: number; maxSteps: number | null;
+    gradientCheckpointing: 'auto' | 'always' | 'never'; maxRetries: number;
+  };
+  plateau: {
+    monitor: 'res24' | 'full'; factor: number; patience: number; threshold: number;
+    thresholdMode: 'rel' | 'abs'; cooldown: number; minLr: number; eps: number;
+  };
+  validation: { everySteps: number; lowResolution: number; maxImages: number | null };
+  stall: { patience: number; threshold: number };
+  checkpoint: { everySteps: number; keepLast: number };
+  workers: { bind: string; minWorkers: number; heartbeatMs: number; timeoutMs: number; chunkBytes: number; maxMessageBytes: number };
+  data: { source: 'synthetic'; syntheticIdentities: number | null; syntheticImagesPerIdentity: number; validationFraction: number };
 }
 
 /** A config that does not validate; `problems` holds one `path: message` line per error. */

@@ -36,7 +36,7 @@ test('auto picks the first backend that loads, reports it as JSON and logs the s
     assert.deepEqual(info.skipped.map((s) => s.name), ['gpu', 'node']);
     assert.deepEqual(info.ownKernels, ['Conv2DBackpropFilter', 'Conv2DBackpropInput']);
   }
-  const logLine = r.stderr.split('\n').find((l) => l.includes('"backend selected"'));
+  const logLine = r.stderr.split('\n').find((l) => l.includes('"backend_selected"'));
   assert.ok(logLine, `a structured log line names the choice: ${r.stderr}`);
   assert.equal(JSON.parse(logLine).backend, expected);
 });

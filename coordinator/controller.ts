@@ -1,0 +1,200 @@
+/**
+ * The run as a state machine (Ray Train style): waiting → training ⇄ validating → stalled → done.
+ * Each step: the sampler's next global batch → micro-batches → workers (dispatcher) → mean gradient →
+ * SGD → BN running statistics → weights version + 1. Every validation.everySteps steps: both splits,
+ * plateau schedule on `plateau.monitor`, stall rule, best checkpoint by res24 loss. The decisions are
+ * the pure modules (planner, reducer, bnstats, plateau, stall, sampler); this file wires them.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../shared/config/schema.js';
+import type { Logger } from '../shared/log.js';
+import type { ModelSpec } from '../shared/model/spec.js';
+import { sgdStep, type SgdState } from '../shared/optim/sgd.js';
+import { updateRunningStats, type MicroBatchStats } from './bnstats.js';
+import { CheckpointStore } from './checkpoint.js';
+import type { Cluster } from './cluster.js';
+import { nextPicks } from './data/sampler.js';
+import { VALIDATION_SPLITS, type DataSource, type Sample, type ValidationSplit } from './data/source.js';
+import { finiteItems, type Unit } from './dispatcher.js';
+import { plateauStep } from './plateau.js';
+import { cutMicroBatches } from './planner.js';
+import { allFinite, GradientAccumulator } from './reducer.js';
+import { pickBest, stallStep } from './stall.js';
+import type { ModelRun } from './run_state.js';
+
+export type RunState = 'waiting' | 'training' | 'validating' | 'stalled' | 'done';
+
+export interface RunSummary {
+  state: RunState;
+  step: number;
+  lr: number;
+  bestStep: number | null;
+  reason: string;
+  validations: { step: number; losses: Record<string, number> }[];
+}
+
+export class Controller {
+  state: RunState = 'waiting';
+  private readonly trainMask: Uint8Array | undefined;
+  private stopRequested: string | null = null;
+
+  constructor(
+    private readonly config: Config,
+    private readonly spec: ModelSpec,
+    private readonly run: ModelRun,
+    private readonly cluster: Cluster,
+    private readonly data: DataSource,
+    private readonly store: CheckpointStore,
+    private readonly log: Logger,
+  ) {
+    if (config.training.finetune === 'classifier') {
+      this.trainMask = new Uint8Array(spec.trainableCount);
+      for (const p of spec.trainable) if (p.classifier) this.trainMask.fill(1, p.offset, p.offset + p.size);
+    }
+  }
+
+  /** Ask the run to stop after the current step (SIGTERM): it checkpoints and returns. */
+  requestStop(reason: string): void {
+    this.stopRequested = reason;
+  }
+
+  private setState(s: RunState): void {
+    if (s !== this.state) this.log.debug('state', { event: 'state', from: this.state, to: s });
+    this.state = s;
+  }
+
+  async runUntilDone(): Promise<RunSummary> {
+    const cfg = this.config;
+    const r = this.run;
+    this.setState('waiting');
+    await this.cluster.waitForWorkers(cfg.workers.minWorkers);
+    let reason = 'maxSteps reached';
+    while (cfg.training.maxSteps === null || r.t.step < cfg.training.maxSteps) {
+      if (this.stopRequested) {
+        reason = this.stopRequested;
+        break;
+      }
+      this.setState('training');
+      await this.step();
+      if (r.t.step % cfg.validation.everySteps === 0) {
+        this.setState('validating');
+        const stalled = await this.validate();
+        if (stalled) {
+          reason = stalled;
+          this.setState('stalled');
+          break;
+        }
+      }
+      if (r.t.step % cfg.checkpoint.everySteps === 0) await this.checkpoint();
+    }
+    await this.checkpoint();
+    this.setState('done');
+    return { state: this.state, step: r.t.step, lr: r.t.lr, bestStep: r.t.bestStep, reason, validations: r.t.history };
+  }
+
+  private async step(): Promise<void> {
+    const cfg = this.config;
+    const r = this.run;
+    const step = r.t.step + 1;
+    const t0 = performance.now();
+    const { picks, state: sampler } = nextPicks(r.t.sampler, cfg.training.batchSize, cfg.seed, this.data.train.length);
+    const units: Unit[] = cutMicroBatches(step, picks, cfg.training.microBatch).map((mb) => ({
+      id: mb.id, index: mb.index, count: mb.picks.length,
+      load: async () => ({
+        images: await this.data.trainImages(mb.picks.map((p) => ({ sample: this.data.train[p.sample], epoch: p.epoch, position: p.position }))),
+        labels: Int32Array.from(mb.picks, (p) => this.data.train[p.sample].label),
+      }),
+    }));
+    const acc = new GradientAccumulator(this.spec.trainableCount);
+    const bn: MicroBatchStats[] = [];
+    const index = new Map(units.map((u) => [u.id, u.index]));
+    const outcome = await this.cluster.dispatcher.run(step, 'train', units, r.snapshot(), (us, msg, peer) => {
+      if (msg.gradSum && !allFinite(msg.gradSum)) return us.map((u) => u.id);
+      const good = finiteItems(msg, this.spec.bnStatCount);
+      if (good.length && msg.gradSum) {
+        acc.add(msg.gradSum, good.reduce((s, g) => s + g.item.count, 0), good.reduce((s, g) => s + g.item.lossSum, 0));
+        for (const g of good) bn.push({ index: index.get(g.item.id)!, count: g.item.count, stats: Float32Array.from(g.stats!) });
+      }
+      const bad = msg.items.filter((i) => !i.finite).map((i) => i.id);
+      if (bad.length) this.log.warn('nonfinite_gradient', { event: 'nonfinite_gradient', step, microBatches: bad, worker: this.cluster.members.get(peer)?.name });
+      return bad;
+    });
+    r.t.sampler = sampler;
+    r.t.step = step;
+    const seconds = (performance.now() - t0) / 1000;
+    if (!outcome.ok) {
+      this.log.warn('step_skipped', { event: 'step_skipped', step, microBatch: outcome.failedUnit, reason: 'gradient not finite after retries' });
+      return;
+    }
+    const sgd: SgdState = { momentumBuffer: r.momentum };
+    sgdStep(r.state.weights, acc.mean(), sgd, { lr: r.t.lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay }, this.trainMask);
+    r.momentum = sgd.momentumBuffer;
+    if (cfg.training.finetune === 'all') updateRunningStats(this.spec, r.state.bnStats, bn, cfg.training.bnMomentum);
+    r.bumpVersion();
+    this.log.info('step', {
+      event: 'step', step, loss: acc.meanLoss(), lr: r.t.lr, samples: acc.count, imagesPerSec: acc.count / seconds,
+      workers: this.cluster.members.readyWorkers().length, stepSeconds: seconds, commSeconds: outcome.sendSeconds, epoch: sampler.epoch,
+    });
+  }
+
+  private validationUnits(split: ValidationSplit): Unit[] {
+    const mb = this.config.training.microBatch;
+    const samples = this.data.validation;
+    const units: Unit[] = [];
+    for (let i = 0; i * mb < samples.length; i++) {
+      const part: readonly Sample[] = samples.slice(i * mb, (i + 1) * mb);
+      units.push({
+        id: `val:${split}:${i}`, index: i, count: part.length,
+        load: async () => ({ images: await this.data.validationImages(split, part), labels: Int32Array.from(part, (s) => s.label) }),
+      });
+    }
+    return units;
+  }
+
+  /** Both splits; returns the stall reason when training should stop. */
+  private async validate(): Promise<string | null> {
+    const cfg = this.config;
+    const r = this.run;
+    const losses: Record<string, number> = {};
+    for (const split of VALIDATION_SPLITS) {
+      let loss = 0;
+      let correct = 0;
+      let count = 0;
+      const outcome = await this.cluster.dispatcher.run(r.t.step, 'validate', this.validationUnits(split), r.snapshot(), (_us, msg) => {
+        for (const it of msg.items) {
+          loss += it.lossSum;
+          correct += it.correct;
+          count += it.count;
+        }
+        return [];
+      });
+      if (!outcome.ok || count === 0) throw new Error(`validation on ${split} failed`);
+      losses[split] = loss / count;
+      this.log.info('validation', { event: 'validation', step: r.t.step, split, loss: loss / count, accuracy: correct / count, images: count });
+    }
+    r.t.history.push({ step: r.t.step, losses });
+    const p = plateauStep(r.t.plateau, losses[cfg.plateau.monitor], r.t.lr, cfg.plateau);
+    r.t.plateau = p.state;
+    if (p.reduced) this.log.info('lr_reduced', { event: 'lr_reduced', step: r.t.step, from: r.t.lr, to: p.lr });
+    r.t.lr = p.lr;
+    const s = stallStep(r.t.stall, losses, r.t.lr, cfg.plateau.minLr, cfg.stall);
+    r.t.stall = s.state;
+    const best = pickBest(r.t.history, 'res24');
+    if (best === r.t.step) {
+      r.t.bestStep = best;
+      await this.checkpoint(true);
+    }
+    if (s.stalled) {
+      this.log.info('stalled', { event: 'stalled', step: r.t.step, reason: s.reason, bestStep: r.t.bestStep, losses });
+      return `stalled: ${s.reason}`;
+    }
+    return null;
+  }
+
+  private async checkpoint(best = false): Promise<void> {
+    const path = await this.store.save(this.run.toCheckpoint(), { best });
+    this.log.info('checkpoint_saved', { event: 'checkpoint_saved', step: this.run.t.step, path, best });
+  }
+}
+
+export const newRunId = (): string => randomUUID();

@@ -1,0 +1,176 @@
+/**
+ * Runs one job — a step's micro-batches, or a validation split — over the live workers and survives
+ * their loss: units (micro-batches) go to idle ready workers in proportion to capacity; a lost worker's
+ * outstanding units are queued again and go to the others within the same job; a unit the caller
+ * rejects (non-finite gradient) is retried up to maxRetries times, then the job fails. A worker missing
+ * the current weights gets them first (the coordinator owns the weights).
+ */
+import type { Logger } from '../shared/log.js';
+import type { ItemResult, Message, Mode } from '../shared/protocol.js';
+import type { AsyncQueue } from '../shared/queue.js';
+import type { CoordinatorTransport } from '../shared/transport.js';
+import type { Membership, WorkerInfo } from './membership.js';
+import { assignByCapacity } from './planner.js';
+
+export type ResultMessage = Extract<Message, { type: 'result' }>;
+export type ErrorMessage = Extract<Message, { type: 'error' }>;
+
+export type DispatchEvent =
+  | { kind: 'result'; peer: string; msg: ResultMessage }
+  | { kind: 'error'; peer: string; msg: ErrorMessage }
+  | { kind: 'lost'; peer: string }
+  | { kind: 'ready'; peer: string };
+
+export interface Unit {
+  id: string;
+  /** Order within the job. */
+  index: number;
+  count: number;
+  load(): Promise<{ images: Uint8Array; labels: Int32Array }>;
+}
+
+export interface WeightsSnapshot {
+  version: number;
+  weights: Float32Array;
+  bnStats: Float32Array;
+}
+
+export interface DispatcherDeps {
+  transport: CoordinatorTransport;
+  members: Membership;
+  events: AsyncQueue<DispatchEvent>;
+  log: Logger;
+  imageSize: number;
+  maxRetries: number;
+  /** Called when a send finds the peer gone. */
+  onLost(w: WorkerInfo, reason: string): void;
+}
+
+/** The caller's verdict on a result: ids of units to retry (non-finite), [] when all is well. */
+export type Accept = (units: Unit[], msg: ResultMessage, peer: string) => string[];
+
+export interface JobOutcome {
+  ok: boolean;
+  /** The unit that failed more than maxRetries times. */
+  failedUnit?: string;
+  /** Seconds spent sending weights and work. */
+  sendSeconds: number;
+}
+
+export class Dispatcher {
+  private nextRequest = 1;
+  /** Every request in flight, of any job (late results of an abandoned job still free their worker). */
+  private readonly inflight = new Map<number, { peer: string; units: Unit[]; job: number }>();
+  private job = 0;
+  private lastWaitLog = 0;
+
+  constructor(private readonly d: DispatcherDeps) {}
+
+  async run(step: number, mode: Mode, units: Unit[], weights: WeightsSnapshot, accept: Accept): Promise<JobOutcome> {
+    const job = ++this.job;
+    const queue = [...units];
+    const retries = new Map<string, number>();
+    const mine = (): number => [...this.inflight.values()].filter((r) => r.job === job).length;
+    let sendSeconds = 0;
+    for (;;) {
+      if (queue.length) sendSeconds += await this.assign(job, step, mode, queue, weights);
+      if (!queue.length && mine() === 0) return { ok: true, sendSeconds };
+      if (queue.length && mine() === 0 && this.d.members.readyWorkers().length === 0) this.logWaiting(queue.length);
+      const ev = await this.d.events.next(1000);
+      if (!ev) continue;
+      if (ev.kind === 'result') {
+        const r = this.settle(ev.msg.requestId, ev.peer);
+        if (!r || r.job !== job) continue;
+        const bad = new Set(accept(r.units, ev.msg, ev.peer));
+        for (const u of r.units.filter((x) => bad.has(x.id))) {
+          const n = (retries.get(u.id) ?? 0) + 1;
+          retries.set(u.id, n);
+          if (n > this.d.maxRetries) return { ok: false, failedUnit: u.id, sendSeconds };
+          queue.push(u);
+        }
+      } else if (ev.kind === 'error') {
+        const r = ev.msg.requestId === null ? undefined : this.settle(ev.msg.requestId, ev.peer);
+        const w = this.d.members.get(ev.peer);
+        if (w && /stale weights/.test(ev.msg.message)) w.weightsVersion = -1;
+        this.d.log.warn('worker_error', { event: 'worker_error', worker: w?.name, message: ev.msg.message });
+        if (r && r.job === job) queue.unshift(...r.units);
+      } else if (ev.kind === 'lost') {
+        for (const [id, r] of this.inflight) {
+          if (r.peer !== ev.peer) continue;
+          this.inflight.delete(id);
+          if (r.job === job) queue.unshift(...r.units);
+        }
+      }
+      queue.sort((a, b) => a.index - b.index);
+    }
+  }
+
+  /** Removes a finished request; frees its worker. Results from another peer than asked are ignored. */
+  private settle(requestId: number, peer: string): { units: Unit[]; job: number } | undefined {
+    const r = this.inflight.get(requestId);
+    if (!r || r.peer !== peer) return undefined;
+    this.inflight.delete(requestId);
+    const w = this.d.members.get(peer);
+    if (w && w.busy === requestId) w.busy = null;
+    return r;
+  }
+
+  private async assign(job: number, step: number, mode: Mode, queue: Unit[], weights: WeightsSnapshot): Promise<number> {
+    const idle = this.d.members.idle();
+    if (!idle.length) return 0;
+    const t0 = performance.now();
+    const plan = assignByCapacity(queue.splice(0), idle.map((w) => ({ id: w.peer, capacity: w.capacity })));
+    for (const [peer, units] of plan) {
+      const w = this.d.members.get(peer)!;
+      try {
+        if (w.weightsVersion !== weights.version) {
+          await this.d.transport.send(peer, { type: 'weights', ...weights });
+          w.weightsVersion = weights.version;
+        }
+        const data = await Promise.all(units.map((u) => u.load()));
+        const count = units.reduce((s, u) => s + u.count, 0);
+        const images = new Uint8Array(count * this.d.imageSize * this.d.imageSize * 3);
+        const labels = new Int32Array(count);
+        let at = 0;
+        for (const x of data) {
+          images.set(x.images, at * this.d.imageSize * this.d.imageSize * 3);
+          labels.set(x.labels, at);
+          at += x.labels.length;
+        }
+        const requestId = this.nextRequest++;
+        this.inflight.set(requestId, { peer, units, job });
+        w.busy = requestId;
+        await this.d.transport.send(peer, {
+          type: 'work', requestId, step, mode, weightsVersion: weights.version, imageSize: this.d.imageSize,
+          items: units.map((u) => ({ id: u.id, count: u.count })), images, labels,
+        });
+      } catch (err) {
+        for (const [id, r] of this.inflight) if (r.peer === peer) this.inflight.delete(id);
+        queue.push(...units);
+        this.d.onLost(w, `send failed: ${(err as Error).message}`);
+      }
+    }
+    queue.sort((a, b) => a.index - b.index);
+    return (performance.now() - t0) / 1000;
+  }
+
+  private logWaiting(units: number): void {
+    const now = Date.now();
+    if (now - this.lastWaitLog < 5000) return;
+    this.lastWaitLog = now;
+    this.d.log.warn('waiting_for_workers', { event: 'waiting_for_workers', pendingUnits: units });
+  }
+}
+
+/** Items of a result that were finite, in order, with their slice of the concatenated BN statistics. */
+export function finiteItems(msg: ResultMessage, bnStatCount: number): { item: ItemResult; stats: Float32Array | null }[] {
+  const out: { item: ItemResult; stats: Float32Array | null }[] = [];
+  let k = 0;
+  for (const item of msg.items) {
+    if (!item.finite) continue;
+    const stats = msg.bnStats ? msg.bnStats.subarray(k * bnStatCount, (k + 1) * bnStatCount) : null;
+    k += 1;
+    out.push({ item, stats });
+  }
+  return out;
+}

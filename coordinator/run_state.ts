@@ -1,0 +1,87 @@
+/**
+ * Everything a run is, in one place: the model state the coordinator owns (weights, BN running
+ * statistics, momentum), its weights version, and the training state (step, lr, sampler, scheduler,
+ * stall, validation history). Converts to and from a checkpoint, so --resume continues exactly.
+ */
+import { hashOf } from '../shared/config/load.js';
+import type { Config } from '../shared/config/schema.js';
+import { initState, type ModelState } from '../shared/model/params.js';
+import type { ModelSpec } from '../shared/model/spec.js';
+import { loadWeightsFile } from '../shared/model/weights.js';
+import type { CheckpointData } from './checkpoint.js';
+import type { SamplerState } from './data/sampler.js';
+import { VALIDATION_SPLITS } from './data/source.js';
+import type { WeightsSnapshot } from './dispatcher.js';
+import { plateauInit, type PlateauState } from './plateau.js';
+import { stallInit, type StallState } from './stall.js';
+
+export interface TrainingState {
+  step: number;
+  lr: number;
+  sampler: SamplerState;
+  plateau: PlateauState;
+  stall: StallState;
+  history: { step: number; losses: Record<string, number> }[];
+  bestStep: number | null;
+}
+
+export class ModelRun {
+  version = 0;
+  private sendCopy: WeightsSnapshot | null = null;
+
+  constructor(
+    readonly spec: ModelSpec,
+    readonly state: ModelState,
+    public momentum: Float32Array | null,
+    readonly t: TrainingState,
+    readonly runId: string,
+    readonly configHash: string,
+  ) {}
+
+  /** A fresh run: weights from init.weights (or seeded random), lr from the config. */
+  static fresh(config: Config, spec: ModelSpec, runId: string): ModelRun {
+    const random = initState(spec, config.seed);
+    const state = config.init.weights
+      ? loadWeightsFile(config.init.weights, spec, { skipClassifier: config.init.skipClassifier, init: random }).state
+      : random;
+    const t: TrainingState = {
+      step: 0, lr: config.training.lr, sampler: { epoch: 0, index: 0 }, plateau: plateauInit(),
+      stall: stallInit([...VALIDATION_SPLITS]), history: [], bestStep: null,
+    };
+    return new ModelRun(spec, state, null, t, runId, hashOf(config));
+  }
+
+  static fromCheckpoint(config: Config, spec: ModelSpec, data: CheckpointData): ModelRun {
+    const meta = data.meta as { training: TrainingState; runId: string; configHash: string; version: number };
+    if (meta.configHash !== hashOf(config)) {
+      throw new Error(`the checkpoint of step ${data.step} was written with another config (hash ${meta.configHash}, now ${hashOf(config)}); ` +
+        'resume with the same config, or start a new run dir');
+    }
+    const run = new ModelRun(spec, data.state, data.momentum, meta.training, meta.runId, meta.configHash);
+    run.version = meta.version;
+    return run;
+  }
+
+  bumpVersion(): void {
+    this.version += 1;
+    this.sendCopy = null;
+  }
+
+  /**
+   * The weights to send for the current version: a copy, because zeromq sends Buffer views without
+   * copying and SGD updates the weights in place while a message may still be on its way.
+   */
+  snapshot(): WeightsSnapshot {
+    this.sendCopy ??= { version: this.version, weights: this.state.weights.slice(), bnStats: this.state.bnStats.slice() };
+    return this.sendCopy;
+  }
+
+  toCheckpoint(): CheckpointData {
+    return {
+      step: this.t.step,
+      state: this.state,
+      momentum: this.momentum,
+      meta: { training: this.t, runId: this.runId, configHash: this.configHash, version: this.version },
+    };
+  }
+}

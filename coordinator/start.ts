@@ -1,0 +1,69 @@
+/**
+ * `coordinator start`: load the config, open (or resume) the run dir, bind the transport, optionally
+ * spawn local workers, and run the controller to the end. Writes <run-dir>/log.jsonl, checkpoints and
+ * summary.json. SIGTERM/SIGINT: finish the current step, checkpoint, tell the workers, exit 0.
+ */
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Config } from '../shared/config/schema.js';
+import { closeLogger, createLogger } from '../shared/log.js';
+import { buildSpec } from '../shared/model/spec.js';
+import { CheckpointStore } from './checkpoint.js';
+import { Cluster } from './cluster.js';
+import { Controller, newRunId, type RunSummary } from './controller.js';
+import { makeDataSource } from './data/make.js';
+import { spawnLocalWorkers } from './local_workers.js';
+import { ModelRun } from './run_state.js';
+
+export interface StartArgs {
+  config: Config;
+  runDir: string;
+  resume: boolean;
+  localWorkers: number;
+  workerBackend: string;
+  /** Overrides workers.bind (tests bind port 0). */
+  bind?: string;
+}
+
+export class UsageError extends Error {}
+
+export async function start(a: StartArgs): Promise<RunSummary> {
+  const runDir = resolve(a.runDir);
+  mkdirSync(runDir, { recursive: true });
+  const ckptDir = join(runDir, 'checkpoints');
+  const hasCheckpoints = existsSync(ckptDir) && readdirSync(ckptDir).some((f) => f.startsWith('step-'));
+  if (hasCheckpoints && !a.resume) {
+    throw new UsageError(`${runDir} already holds checkpoints: pass --resume to continue that run, or choose another --run-dir`);
+  }
+  const log = createLogger({ component: 'coordinator', file: join(runDir, 'log.jsonl') });
+  const spec = buildSpec(a.config.model);
+  const store = new CheckpointStore({ dir: ckptDir, keepLast: a.config.checkpoint.keepLast, spec });
+  const latest = a.resume ? await store.latest() : null;
+  const run = latest ? ModelRun.fromCheckpoint(a.config, spec, await store.load(latest)) : ModelRun.fresh(a.config, spec, newRunId());
+  log.info('run_started', {
+    event: 'run_started', runId: run.runId, runDir, resumedFrom: latest, step: run.t.step, configHash: run.configHash,
+    parameters: spec.trainableCount, batchSize: a.config.training.batchSize, microBatch: a.config.training.microBatch,
+  });
+  const data = await makeDataSource(a.config);
+  const cluster = await Cluster.start(a.config, run.runId, log, a.bind);
+  const local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend) : null;
+  const controller = new Controller(a.config, spec, run, cluster, data, store, log);
+  const onSignal = (sig: string) => {
+    log.warn('signal', { event: 'signal', signal: sig });
+    controller.requestStop(`stopped by ${sig}`);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    const summary = await controller.runUntilDone();
+    writeFileSync(join(runDir, 'summary.json'), `${JSON.stringify({ runId: run.runId, ...summary }, null, 2)}\n`);
+    log.info('run_finished', { event: 'run_finished', ...summary, validations: summary.validations.length });
+    return summary;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    await cluster.end('run finished');
+    if (local) await local.exited;
+    await closeLogger(log);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Loading a config file: JSON, then `--set a.b=value` overrides (value parsed as JSON when it parses,
+ * else taken as a string), then validation with every default filled in from configs/schema.json.
+ * Also the config hash that workers and checkpoints are matched on.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ConfigError, resolveConfig, type Config } from './schema.js';
+
+/** Applies one `path=value` override to a plain object (creating intermediate objects). */
+export function applySet(target: Record<string, unknown>, assignment: string): void {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) throw new ConfigError([`--set ${assignment}: expected key.path=value`]);
+  const path = assignment.slice(0, eq).split('.');
+  const text = assignment.slice(eq + 1);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = text;
+  }
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (next === undefined) node[key] = {};
+    else if (typeof next !== 'object' || next === null || Array.isArray(next)) {
+      throw new ConfigError([`--set ${assignment}: ${key} is not an object`]);
+    }
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]] = value;
+}
+
+export function loadConfig(file: string | null, sets: string[] = []): Config {
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`${file}: cannot read (${(err as Error).message})`]);
+    }
+    try {
+      raw = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError([`${file}: not valid JSON (${(err as Error).message})`]);
+    }
+  }
+  for (const s of sets) applySet(raw, s);
+  const config = resolveConfig(raw);
+  const problems: string[] = [];
+  if (config.training.batchSize % config.training.microBatch !== 0) {
+    problems.push(`training.microBatch: ${config.training.microBatch} must divide training.batchSize (${config.training.batchSize})`);
+  }
+  if (config.data.syntheticIdentities !== null && config.data.syntheticIdentities !== config.model.numClasses) {
+    problems.push(`data.syntheticIdentities: ${config.data.syntheticIdentities} differs from model.numClasses (${config.model.numClasses})`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+/** Stable JSON (sorted keys), so equal configs hash equally. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function hashOf(v: unknown): string {
+  return createHash('sha256').update(canonicalJson(v)).digest('hex').slice(0, 16);
+}

@@ -1,0 +1,184 @@
+/**
+ * The worker's life: connect to the coordinator (DEALER; ZeroMQ reconnects by itself, so a worker may
+ * start before its coordinator), say HELLO, build the model from the WELCOME's config, keep the weights
+ * of the latest WEIGHTS, compute each WORK item by item (a micro-batch is the unit: its BN statistics are
+ * its own) and answer one RESULT per WORK. Heartbeats go out every heartbeatMs, between items too (a
+ * single micro-batch's compute blocks the event loop: workers.timeoutMs must exceed it). END → exit 0.
+ */
+import { hostname } from 'node:os';
+import { resolveConfig, type Config } from '../shared/config/schema.js';
+import { hashOf } from '../shared/config/load.js';
+import type { Logger } from '../shared/log.js';
+import { buildSpec, type ModelSpec } from '../shared/model/spec.js';
+import { PROTOCOL_VERSION, type ItemResult, type Message } from '../shared/protocol.js';
+import { connectWorker, type WorkerTransport } from '../shared/transport.js';
+import type { BackendInfo } from './backend.js';
+import { Trainer } from './trainer.js';
+
+export interface WorkerRunArgs {
+  coordinator: string;
+  name: string;
+  backend: BackendInfo;
+  /** Relative speed announced to the coordinator. Default 1. */
+  capacity?: number;
+  log: Logger;
+}
+
+/** What the coordinator and the worker compare to be sure they build the same network. */
+export function modelHash(config: Config): string {
+  return hashOf(config.model);
+}
+
+const isFiniteArray = (a: Float32Array): boolean => {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
+  return true;
+};
+
+class WorkerSession {
+  private spec: ModelSpec | null = null;
+  private trainer: Trainer | null = null;
+  private weightsVersion = -1;
+  private heartbeat: NodeJS.Timeout | null = null;
+
+  constructor(private readonly t: WorkerTransport, private readonly args: WorkerRunArgs) {}
+
+  hello(): Promise<void> {
+    const { name, backend, capacity } = this.args;
+    return this.t.send({ type: 'hello', name, pid: process.pid, host: hostname(), backend: backend.name, capacity: capacity ?? 1 });
+  }
+
+  startHeartbeat(ms: number): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => void this.t.send({ type: 'heartbeat' }).catch(() => undefined), ms);
+    this.heartbeat.unref();
+  }
+
+  stop(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.trainer?.dispose();
+  }
+
+  /** Handles one message; returns an exit code when the session is over. */
+  async handle(msg: Message): Promise<number | null> {
+    const log = this.args.log;
+    switch (msg.type) {
+      case 'welcome': {
+        const config = resolveConfig(msg.config);
+        if (modelHash(config) !== msg.modelHash) {
+          log.error('model_mismatch', { event: 'model_mismatch', expected: msg.modelHash, got: modelHash(config) });
+          await this.t.send({ type: 'bye', reason: 'model hash mismatch' });
+          return 1;
+        }
+        this.trainer?.dispose();
+        this.spec = buildSpec(config.model);
+        const gc = config.training.gradientCheckpointing;
+        this.trainer = new Trainer(this.spec, { checkpoint: gc === 'auto' ? 'auto' : gc === 'always' });
+        this.weightsVersion = -1;
+        this.startHeartbeat(config.workers.heartbeatMs);
+        log.info('welcomed', { event: 'welcomed', runId: msg.runId, modelHash: msg.modelHash, parameters: this.spec.trainableCount });
+        await this.t.send({ type: 'ready', modelHash: msg.modelHash });
+        return null;
+      }
+      case 'weights':
+        if (!this.trainer) return null;
+        this.trainer.setState({ weights: msg.weights, bnStats: msg.bnStats });
+        this.weightsVersion = msg.version;
+        return null;
+      case 'work':
+        await this.work(msg);
+        return null;
+      case 'error':
+        // the coordinator does not know us (e.g. it restarted): introduce ourselves again
+        log.warn('coordinator_error', { event: 'coordinator_error', message: msg.message });
+        if (/unknown worker/.test(msg.message)) await this.hello();
+        return null;
+      case 'end':
+        log.info('end', { event: 'end', reason: msg.reason });
+        return 0;
+      default:
+        return null;
+    }
+  }
+
+  private async work(msg: Extract<Message, { type: 'work' }>): Promise<void> {
+    const { trainer, spec } = this;
+    const fail = (message: string) => this.t.send({ type: 'error', requestId: msg.requestId, message });
+    if (!trainer || !spec) return void (await fail('unknown worker: not welcomed yet'));
+    if (msg.weightsVersion !== this.weightsVersion) {
+      return void (await fail(`stale weights: have version ${this.weightsVersion}, work needs ${msg.weightsVersion}`));
+    }
+    const px = msg.imageSize * msg.imageSize * 3;
+    const items: ItemResult[] = [];
+    let gradSum: Float64Array | null = null;
+    const bn: Float32Array[] = [];
+    const features: Float32Array[] = [];
+    let at = 0;
+    for (const item of msg.items) {
+      const images = msg.images.subarray(at * px, (at + item.count) * px);
+      const labels = msg.labels.subarray(at, at + item.count);
+      at += item.count;
+      if (msg.mode === 'train') {
+        const r = trainer.trainStep(images, labels);
+        const finite = Number.isFinite(r.lossSum) && isFiniteArray(r.gradSum);
+        items.push({ id: item.id, count: item.count, lossSum: r.lossSum, correct: 0, finite });
+        if (finite) {
+          gradSum ??= new Float64Array(spec.trainableCount);
+          for (let i = 0; i < gradSum.length; i++) gradSum[i] += r.gradSum[i];
+          bn.push(r.batchStats);
+        }
+      } else if (msg.mode === 'validate') {
+        const r = trainer.evaluate(images, labels);
+        items.push({ id: item.id, count: item.count, lossSum: r.lossSum, correct: r.correct, finite: Number.isFinite(r.lossSum) });
+      } else {
+        features.push(trainer.embed(images, item.count));
+        items.push({ id: item.id, count: item.count, lossSum: 0, correct: 0, finite: true });
+      }
+      await new Promise((resolve) => setImmediate(resolve)); // let heartbeats out
+    }
+    await this.t.send({
+      type: 'result', requestId: msg.requestId, step: msg.step, mode: msg.mode, items,
+      gradSum: gradSum ? Float32Array.from(gradSum) : null,
+      bnStats: bn.length ? concat(bn) : null,
+      features: features.length ? concat(features) : null,
+    });
+  }
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Runs until END (0) or a fatal error (1). */
+export async function runWorker(args: WorkerRunArgs): Promise<number> {
+  const t = connectWorker(args.coordinator, { log: args.log });
+  const session = new WorkerSession(t, args);
+  args.log.info('connecting', { event: 'connecting', coordinator: args.coordinator, protocol: PROTOCOL_VERSION, backend: args.backend.name });
+  await session.hello();
+  session.startHeartbeat(1000);
+  try {
+    for await (const msg of t.messages()) {
+      let code: number | null;
+      try {
+        code = await session.handle(msg);
+      } catch (err) {
+        // e.g. OutOfMemoryError: tell the coordinator (it plans the work again elsewhere) and stop
+        args.log.error('worker_failed', { event: 'worker_failed', error: (err as Error).message });
+        const requestId = msg.type === 'work' ? msg.requestId : null;
+        await t.send({ type: 'error', requestId, message: `fatal: ${(err as Error).message}` }).catch(() => undefined);
+        await t.send({ type: 'bye', reason: (err as Error).message }).catch(() => undefined);
+        return 1;
+      }
+      if (code !== null) return code;
+    }
+    return 1;
+  } finally {
+    session.stop();
+    await t.close();
+  }
+}
