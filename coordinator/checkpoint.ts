@@ -4,18 +4,18 @@
  *   step-N/model.safetensors      weights + BN running stats, PyTorch names and layouts (loadWeightsFile
  *                                 and PyTorch's load_state_dict read it); __metadata__ {format: 'pt', step}
  *   step-N/optimizer.safetensors  tensor `momentum`, flat, spec.trainable order, tfjs layout (absent if null)
- *   step-N/meta.json              {format, step, files: {name: {bytes, sha256}}, meta} — `meta` is the
- *                                 caller's JSON (opaque here); `files` lets latest() spot incomplete
- *                                 directories and load() spot truncated or corrupted files
+ *   step-N/meta.json              {format, step, files: {name: {bytes, sha256}}, meta}: `meta` is the
+ *                                 caller's JSON (opaque here); `files` lets latest() skip incomplete
+ *                                 directories and load() reject truncated or corrupted files
  *   best.json                     {step} of the best checkpoint (temp file + rename)
  *
- * Crash safety: a save writes into `.tmp-step-N-<rand>/`, fsyncs every file and the directory, then
- * renames it to `step-N` and fsyncs the parent. An existing `step-N` is first renamed to
- * `.old-step-N-<rand>` (restored on recovery if the crash came before the new one was in place); pruned
- * checkpoints are renamed to `.del-…` before removal, so no half-deleted `step-*` directory is ever
- * visible. Recovery (constructor and start of every save) removes `.tmp-*` / `.del-*` leftovers and
- * settles `.old-*`. One writer per directory is assumed (no cross-process lock); within a store all
- * operations run one at a time. Meta goes through JSON: NaN/Infinity become null, undefined is dropped.
+ * Crash safety: a save writes into `.tmp-step-N-<rand>/`, fsyncs every file and that directory, renames
+ * it to `step-N` and fsyncs the parent. An existing `step-N` is first renamed to `.old-step-N-<rand>`
+ * (put back by recovery if the crash came before the new one was in place); pruned checkpoints are
+ * renamed to `.del-…` before removal, so a half-deleted `step-*` never shows. Recovery (constructor and
+ * start of every save) removes `.tmp-*` / `.del-*` and settles `.old-*`. One writer per directory is
+ * assumed (no cross-process lock); within a store, operations run one at a time in call order.
+ * `meta` goes through JSON: NaN / Infinity become null, undefined members are dropped.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
@@ -28,19 +28,14 @@ import { modelStateToStateDict, stateDictToModelState } from '../shared/model/we
 
 export interface CheckpointData {
   step: number;
-  /** Weights + BN running stats. */
-  state: ModelState;
-  /** SGD momentum buffer (flat, same layout as state.weights), or null. */
-  momentum: Float32Array | null;
-  /** JSON-serialisable run state (scheduler, sampler, RNG, metrics, config …); opaque to the store. */
-  meta: Record<string, unknown>;
+  state: ModelState; // weights + BN running stats
+  momentum: Float32Array | null; // SGD momentum buffer (flat, same layout as state.weights)
+  meta: Record<string, unknown>; // JSON run state (scheduler, sampler, RNG, metrics, config …), opaque here
 }
 
 export interface CheckpointStoreArgs {
-  /** `<run-dir>/checkpoints`; created if missing. */
-  dir: string;
-  /** Number of newest checkpoints kept after each save (≥ 1); the best one is kept in addition. */
-  keepLast: number;
+  dir: string; // <run-dir>/checkpoints, created if missing
+  keepLast: number; // newest checkpoints kept after each save (≥ 1); the best one is kept in addition
   spec: ModelSpec;
 }
 
@@ -51,45 +46,39 @@ export const OPTIMIZER_FILE = 'optimizer.safetensors';
 export const META_FILE = 'meta.json';
 export const BEST_FILE = 'best.json';
 const FORMAT = 'multires-checkpoint-v1';
-const STEP_RE = /^step-(0|[1-9]\d*)$/;
-
-interface FileRecord { bytes: number; sha256: string }
-interface MetaFile { format: string; step: number; files: Record<string, FileRecord>; meta: Record<string, unknown> }
-
-function sha256(chunks: Uint8Array[]): string {
-  const h = createHash('sha256');
-  for (const c of chunks) h.update(c);
-  return h.digest('hex');
-}
-const byteLength = (chunks: Uint8Array[]): number => chunks.reduce((a, c) => a + c.byteLength, 0);
 const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+interface MetaFile { format: string; step: number; files: Record<string, { bytes: number; sha256: string }>; meta: Record<string, unknown> }
+
+const rand = (): string => randomBytes(6).toString('hex');
+const stepName = (step: number): string => `step-${step}`;
+const errMsg = (e: unknown): string => (e as Error).message;
+const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
+
+function parseStep(name: string): number | null {
+  const m = /^step-(0|[1-9]\d*)$/.exec(name);
+  return m && Number.isSafeInteger(Number(m[1])) ? Number(m[1]) : null;
+}
+
+const sha256 = (chunks: Uint8Array[]): string => chunks.reduce((h, c) => h.update(c), createHash('sha256')).digest('hex');
 
 /**
  * optimizer.safetensors as [header, data] without copying the momentum buffer (175 MB for the full
- * model); the same bytes writeSafetensors would produce (header padded to 8 with spaces).
+ * model): the bytes writeSafetensors would produce (header padded to 8 bytes with spaces).
  */
 function momentumChunks(m: Float32Array, metadata: Record<string, string>): Uint8Array[] {
   if (!HOST_LE) return [writeSafetensors([['momentum', { shape: [m.length], data: m }]], metadata)];
-  const header = { __metadata__: metadata, momentum: { dtype: 'F32', shape: [m.length], data_offsets: [0, m.byteLength] } };
-  let json = JSON.stringify(header);
+  let json = JSON.stringify({ __metadata__: metadata, momentum: { dtype: 'F32', shape: [m.length], data_offsets: [0, m.byteLength] } });
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const head = new Uint8Array(8 + Buffer.byteLength(json));
   new DataView(head.buffer).setBigUint64(0, BigInt(head.length - 8), true);
   head.set(new TextEncoder().encode(json), 8);
   return [head, new Uint8Array(m.buffer, m.byteOffset, m.byteLength)];
 }
-const rand = (): string => randomBytes(6).toString('hex');
-const stepName = (step: number): string => `step-${step}`;
 
-function parseStep(name: string): number | null {
-  const m = STEP_RE.exec(name);
-  if (!m) return null;
-  const n = Number(m[1]);
-  return Number.isSafeInteger(n) ? n : null;
-}
-
-async function writeSynced(path: string, chunks: (Uint8Array | string)[]): Promise<void> {
-  const fh = await open(path, 'wx');
+/** Opens `path` ('wx': a new file), writes the chunks in order (each continues where the last ended), fsyncs. */
+async function writeSynced(path: string, chunks: (Uint8Array | string)[], flags = 'wx'): Promise<void> {
+  const fh = await open(path, flags);
   try {
     for (const c of chunks) await fh.writeFile(c);
     await fh.sync();
@@ -98,15 +87,24 @@ async function writeSynced(path: string, chunks: (Uint8Array | string)[]): Promi
   }
 }
 
-/** fsync a directory so renames / new entries in it survive a power loss (no-op where unsupported). */
-async function syncDir(path: string): Promise<void> {
-  if (process.platform === 'win32') return;
-  const fh = await open(path, 'r');
+/** fsync of a directory, so entries created or renamed in it survive a power loss (not possible on Windows). */
+const syncDir = async (path: string): Promise<void> => (process.platform === 'win32' ? undefined : writeSynced(path, [], 'r'));
+
+/** Reads and checks `<path>/meta.json`; the error says what is wrong (without the path). */
+async function readRecord(path: string): Promise<MetaFile> {
+  let rec: MetaFile;
   try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+    rec = JSON.parse(await readFile(join(path, META_FILE), 'utf8')) as MetaFile;
+  } catch (e) {
+    throw new Error(`${META_FILE} ${isMissing(e) ? 'is missing (incomplete checkpoint?)' : `is unreadable: ${errMsg(e)}`}`, { cause: e });
   }
+  if (rec?.format !== FORMAT) throw new Error(`${META_FILE} has format ${JSON.stringify(rec?.format)}, expected '${FORMAT}'`);
+  if (!Number.isSafeInteger(rec.step) || rec.step < 0) throw new Error(`${META_FILE} has invalid step ${JSON.stringify(rec.step)}`);
+  const dirStep = parseStep(basename(path));
+  if (dirStep !== null && dirStep !== rec.step) throw new Error(`${META_FILE} says step ${rec.step} but the directory is ${basename(path)}`);
+  if (typeof rec.meta !== 'object' || rec.meta === null || Array.isArray(rec.meta)) throw new Error(`${META_FILE} has no 'meta' object`);
+  if (typeof rec.files !== 'object' || rec.files === null || !rec.files[MODEL_FILE]) throw new Error(`${META_FILE} lists no ${MODEL_FILE}`);
+  return rec;
 }
 
 export class CheckpointStore {
@@ -116,9 +114,7 @@ export class CheckpointStore {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(args: CheckpointStoreArgs) {
-    if (!Number.isSafeInteger(args.keepLast) || args.keepLast < 1) {
-      throw new Error(`checkpoint keepLast must be an integer ≥ 1, got ${args.keepLast}`);
-    }
+    if (!Number.isSafeInteger(args.keepLast) || args.keepLast < 1) throw new Error(`checkpoint keepLast must be an integer ≥ 1, got ${args.keepLast}`);
     this.dir = args.dir;
     this.keepLast = args.keepLast;
     this.spec = args.spec;
@@ -126,7 +122,7 @@ export class CheckpointStore {
     this.recover();
   }
 
-  /** Runs `fn` after every earlier operation of this store has finished. */
+  /** Runs `fn` once every earlier operation of this store has settled. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
@@ -145,51 +141,56 @@ export class CheckpointStore {
       if (!m) continue;
       const target = join(this.dir, m[1]);
       if (existsSync(target)) rmSync(full, { recursive: true, force: true });
-      else renameSync(full, target); // crashed between moving the old one aside and putting the new one in
+      else renameSync(full, target); // crash between moving the old one aside and renaming the new one in
     }
   }
 
-  save(data: CheckpointData, opts: { best?: boolean } = {}): Promise<string> {
-    return this.serial(() => this.saveNow(data, opts.best ?? false));
-  }
+  /** Writes step-N atomically, marks it best if asked, prunes; resolves to the final directory. */
+  save(data: CheckpointData, opts: { best?: boolean } = {}): Promise<string> { return this.serial(() => this.saveNow(data, opts.best ?? false)); }
 
   private async saveNow(data: CheckpointData, best: boolean): Promise<string> {
     const { step, state, momentum } = data;
-    if (!Number.isSafeInteger(step) || step < 0) throw new Error(`checkpoint step must be a non-negative integer, got ${step}`);
-    if (momentum && momentum.length !== state.weights.length) {
-      throw new Error(`checkpoint step ${step}: momentum has ${momentum.length} values but the weights have ${state.weights.length}`);
-    }
-    this.recover();
+    const fail = (what: string, cause?: unknown): Error => new Error(`checkpoint step ${step}: ${what}`, { cause });
+    if (!Number.isSafeInteger(step) || step < 0) throw fail('the step must be a non-negative integer');
+    if (momentum && momentum.length !== state.weights.length) throw fail(`momentum has ${momentum.length} values but the weights have ${state.weights.length}`);
+    if (typeof data.meta !== 'object' || data.meta === null || Array.isArray(data.meta)) throw fail('meta must be a JSON object');
     const files: [string, Uint8Array[]][] = [[MODEL_FILE, [writeSafetensors(modelStateToStateDict(this.spec, state), { format: 'pt', step: String(step) })]]];
-    if (momentum) {
-      files.push([OPTIMIZER_FILE, momentumChunks(momentum, { step: String(step), layout: 'flat, spec.trainable order, tfjs layout (as ModelState.weights)' })]);
-    }
+    if (momentum) files.push([OPTIMIZER_FILE, momentumChunks(momentum, { step: String(step), layout: 'flat, spec.trainable order, tfjs layout (as ModelState.weights)' })]);
     const record: MetaFile = { format: FORMAT, step, files: {}, meta: data.meta };
-    for (const [name, chunks] of files) record.files[name] = { bytes: byteLength(chunks), sha256: sha256(chunks) };
-    const metaJson = JSON.stringify(record, null, 1) + '\n';
+    for (const [name, chunks] of files) record.files[name] = { bytes: chunks.reduce((a, c) => a + c.byteLength, 0), sha256: sha256(chunks) };
+    let metaJson: string;
+    try {
+      metaJson = JSON.stringify(record, null, 1) + '\n';
+    } catch (e) {
+      throw fail(`meta is not JSON-serialisable: ${errMsg(e)}`, e);
+    }
 
+    this.recover();
     const name = stepName(step);
     const tmp = join(this.dir, `.tmp-${name}-${rand()}`);
     const final = join(this.dir, name);
-    await mkdir(tmp);
     try {
+      await mkdir(tmp);
       for (const [file, chunks] of files) await writeSynced(join(tmp, file), chunks);
       await writeSynced(join(tmp, META_FILE), [metaJson]);
       await syncDir(tmp);
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
-      throw new Error(`checkpoint step ${step}: writing ${tmp} failed: ${(e as Error).message}`, { cause: e });
+      throw fail(`writing ${tmp} failed: ${errMsg(e)}`, e);
     }
-    let old: string | null = null;
-    if (existsSync(final)) {
-      old = join(this.dir, `.old-${name}-${rand()}`);
-      await rename(final, old);
+    const old = existsSync(final) ? join(this.dir, `.old-${name}-${rand()}`) : null; // see recover()
+    try {
+      if (old) await rename(final, old);
+      await rename(tmp, final);
+    } catch (e) {
+      if (old && !existsSync(final)) await rename(old, final).catch(() => undefined); // else recovery does it
+      await rm(tmp, { recursive: true, force: true });
+      throw fail(`renaming ${tmp} to ${final} failed: ${errMsg(e)}`, e);
     }
-    await rename(tmp, final);
     await syncDir(this.dir);
     if (old) await rm(old, { recursive: true, force: true });
     if (best) await this.writeBest(step);
-    await this.prune();
+    await this.prune(step);
     return final;
   }
 
@@ -201,35 +202,25 @@ export class CheckpointStore {
   }
 
   private async readBest(): Promise<number | null> {
-    let text: string;
+    const path = join(this.dir, BEST_FILE);
+    const text = await readFile(path, 'utf8').catch((e: unknown) => (isMissing(e) ? null : Promise.reject(e)));
+    if (text === null) return null;
+    let step: unknown;
     try {
-      text = await readFile(join(this.dir, BEST_FILE), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
-    }
-    const step = (JSON.parse(text) as { step?: unknown }).step;
-    if (typeof step !== 'number' || !Number.isSafeInteger(step) || step < 0) {
-      throw new Error(`${join(this.dir, BEST_FILE)}: invalid content ${JSON.stringify(text.trim())}`);
-    }
+      step = (JSON.parse(text) as { step?: unknown })?.step;
+    } catch { /* reported below */ }
+    if (typeof step !== 'number' || parseStep(stepName(step)) === null) throw new Error(`${path}: invalid content ${JSON.stringify(text)}`);
     return step;
   }
 
-  /** Why `path` is not a complete checkpoint (cheap: meta.json + file sizes), or null if it is. */
+  /** Why `path` is not a complete checkpoint (cheap: meta.json and file sizes, no hashing), or null. */
   private async incomplete(path: string): Promise<string | null> {
-    let rec: MetaFile;
-    try {
-      rec = JSON.parse(await readFile(join(path, META_FILE), 'utf8')) as MetaFile;
-    } catch (e) {
-      return `${META_FILE} unreadable: ${(e as Error).message}`;
-    }
-    if (rec?.format !== FORMAT || typeof rec.files !== 'object' || rec.files === null) return `${META_FILE} is not a ${FORMAT} record`;
-    if (rec.step !== parseStep(basename(path))) return `${META_FILE} says step ${rec.step}`;
-    if (!rec.files[MODEL_FILE]) return `${META_FILE} lists no ${MODEL_FILE}`;
+    const rec = await readRecord(path).catch((e: unknown) => errMsg(e));
+    if (typeof rec === 'string') return rec;
     for (const [file, { bytes }] of Object.entries(rec.files)) {
       const st = await stat(join(path, file)).catch(() => null);
       if (!st) return `${file} is missing`;
-      if (st.size !== bytes) return `${file} has ${st.size} bytes, ${META_FILE} records ${bytes} (truncated?)`;
+      if (st.size !== bytes) return `${file} has ${st.size} bytes, ${META_FILE} records ${bytes}`;
     }
     return null;
   }
@@ -239,46 +230,42 @@ export class CheckpointStore {
     const out: CheckpointEntry[] = [];
     for (const ent of await readdir(this.dir, { withFileTypes: true })) {
       const step = ent.isDirectory() ? parseStep(ent.name) : null;
-      if (step === null) continue;
       const path = join(this.dir, ent.name);
-      if ((await this.incomplete(path)) === null) out.push({ step, path, best: step === best });
+      if (step !== null && (await this.incomplete(path)) === null) out.push({ step, path, best: step === best });
     }
     return out.sort((a, b) => a.step - b.step);
   }
 
-  /** Complete checkpoints, oldest first. */
-  list(): Promise<CheckpointEntry[]> {
-    return this.serial(() => this.listNow());
-  }
+  /** Complete checkpoints, oldest first (incomplete `step-*` dirs are skipped). */
+  list(): Promise<CheckpointEntry[]> { return this.serial(() => this.listNow()); }
 
-  /** The complete checkpoint with the highest step, or null. Content is verified by load(), not here. */
-  latest(): Promise<string | null> {
-    return this.serial(async () => (await this.listNow()).at(-1)?.path ?? null);
-  }
+  /** The complete checkpoint with the highest step, or null. File contents are verified by load() only. */
+  latest(): Promise<string | null> { return this.serial(async () => (await this.listNow()).at(-1)?.path ?? null); }
 
-  /** The best checkpoint, or null if none is marked (or the marked one no longer exists / is incomplete). */
-  best(): Promise<string | null> {
-    return this.serial(async () => (await this.listNow()).find((e) => e.best)?.path ?? null);
-  }
+  /** The best checkpoint, or null if none is marked (or the marked one is gone / incomplete). */
+  best(): Promise<string | null> { return this.serial(async () => (await this.listNow()).find((e) => e.best)?.path ?? null); }
 
-  /** Marks step-N (which must exist and be complete) as the best one, replacing the previous mark. */
+  /** Marks step-N (must exist and be complete) as the best one, replacing the previous mark, then prunes. */
   markBest(step: number): Promise<void> {
     return this.serial(async () => {
       const path = join(this.dir, stepName(step));
-      if (!Number.isSafeInteger(step) || !existsSync(path)) throw new Error(`markBest(${step}): no checkpoint ${path}`);
+      if (parseStep(stepName(step)) === null || !existsSync(path)) throw new Error(`markBest(${step}): no checkpoint ${path}`);
       const why = await this.incomplete(path);
       if (why) throw new Error(`markBest(${step}): checkpoint ${path} is incomplete: ${why}`);
       await this.writeBest(step);
-      await this.prune();
+      await this.prune(null);
     });
   }
 
-  /** Keeps the newest keepLast complete checkpoints plus the best; incomplete step dirs are left alone. */
-  private async prune(): Promise<void> {
+  /**
+   * Keeps the newest keepLast complete checkpoints, the best one and `justSaved` (so a save of a step
+   * older than the kept ones does not vanish at once); incomplete step dirs are left alone.
+   */
+  private async prune(justSaved: number | null): Promise<void> {
     const all = await this.listNow();
     const keep = new Set(all.slice(-this.keepLast).map((e) => e.step));
     for (const e of all) {
-      if (keep.has(e.step) || e.best) continue;
+      if (keep.has(e.step) || e.best || e.step === justSaved) continue;
       const aside = join(this.dir, `.del-${basename(e.path)}-${rand()}`);
       await rename(e.path, aside);
       await rm(aside, { recursive: true, force: true });
@@ -286,64 +273,43 @@ export class CheckpointStore {
   }
 
   /** Reads and verifies a checkpoint directory; errors name the path and what is wrong. */
-  load(path: string): Promise<CheckpointData> {
-    return this.serial(() => this.loadNow(path));
-  }
+  load(path: string): Promise<CheckpointData> { return this.serial(() => this.loadNow(path)); }
 
   private async loadNow(path: string): Promise<CheckpointData> {
     const bad = (what: string, cause?: unknown): Error => new Error(`checkpoint ${path}: ${what}`, { cause });
-    let rec: MetaFile;
-    try {
-      rec = JSON.parse(await readFile(join(path, META_FILE), 'utf8')) as MetaFile;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw bad(code === 'ENOENT' ? `${META_FILE} is missing (incomplete checkpoint?)` : `${META_FILE} is unreadable: ${(e as Error).message}`, e);
-    }
-    if (rec?.format !== FORMAT) throw bad(`${META_FILE} has format ${JSON.stringify(rec?.format)}, expected '${FORMAT}'`);
-    if (!Number.isSafeInteger(rec.step) || rec.step < 0) throw bad(`${META_FILE} has invalid step ${JSON.stringify(rec.step)}`);
-    const dirStep = parseStep(basename(path));
-    if (dirStep !== null && dirStep !== rec.step) throw bad(`${META_FILE} says step ${rec.step} but the directory is ${basename(path)}`);
-    if (typeof rec.meta !== 'object' || rec.meta === null || Array.isArray(rec.meta)) throw bad(`${META_FILE} has no 'meta' object`);
-    const files = rec.files ?? {};
-    if (!files[MODEL_FILE]) throw bad(`${META_FILE} lists no ${MODEL_FILE}`);
-
-    const readChecked = async (file: string): Promise<Uint8Array> => {
+    const rec = await readRecord(path).catch((e: unknown) => {
+      throw bad(errMsg(e), e);
+    });
+    /** A listed file, checked against its size and sha256 in meta.json. */
+    const read = async (file: string): Promise<Uint8Array> => {
       let bytes: Uint8Array;
       try {
-        // a plain Uint8Array view, not the Buffer: Buffer#slice does not copy, which readSafetensors relies on
-        const buf = await readFile(join(path, file));
+        const buf = await readFile(join(path, file)); // viewed as a plain Uint8Array: Buffer#slice does not copy
         bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        throw bad(code === 'ENOENT' ? `${file} is missing` : `${file} is unreadable: ${(e as Error).message}`, e);
+        throw bad(`${file} ${isMissing(e) ? 'is missing (incomplete checkpoint?)' : `is unreadable: ${errMsg(e)}`}`, e);
       }
-      const want = files[file];
+      const want = rec.files[file];
       if (bytes.length !== want.bytes) throw bad(`${file} has ${bytes.length} bytes, ${META_FILE} records ${want.bytes} (truncated or replaced)`);
       if (sha256([bytes]) !== want.sha256) throw bad(`${file} is corrupted (sha256 does not match ${META_FILE})`);
       return bytes;
     };
-
-    let state: ModelState;
-    const modelBytes = await readChecked(MODEL_FILE);
-    try {
-      state = stateDictToModelState(this.spec, readSafetensors(modelBytes).tensors);
-    } catch (e) {
-      throw bad(`${MODEL_FILE}: ${(e as Error).message}`, e);
-    }
-    let momentum: Float32Array | null = null;
-    if (files[OPTIMIZER_FILE]) {
-      const bytes = await readChecked(OPTIMIZER_FILE);
-      let t;
+    const parse = <T>(file: string, fn: () => T): T => {
       try {
-        t = readSafetensors(bytes).tensors.get('momentum');
+        return fn();
       } catch (e) {
-        throw bad(`${OPTIMIZER_FILE}: ${(e as Error).message}`, e);
+        throw bad(`${file}: ${errMsg(e)}`, e);
       }
+    };
+    const modelBytes = await read(MODEL_FILE);
+    const state = parse(MODEL_FILE, () => stateDictToModelState(this.spec, readSafetensors(modelBytes).tensors));
+    let momentum: Float32Array | null = null;
+    if (rec.files[OPTIMIZER_FILE]) {
+      const optBytes = await read(OPTIMIZER_FILE);
+      const t = parse(OPTIMIZER_FILE, () => readSafetensors(optBytes).tensors.get('momentum'));
       if (!t) throw bad(`${OPTIMIZER_FILE} has no tensor 'momentum'`);
       if (t.dtype !== 'F32' || t.shape.length !== 1) throw bad(`${OPTIMIZER_FILE}: momentum is ${t.dtype} [${t.shape}], expected flat F32`);
-      if (t.data.length !== state.weights.length) {
-        throw bad(`${OPTIMIZER_FILE}: momentum has ${t.data.length} values but the weights have ${state.weights.length}`);
-      }
+      if (t.data.length !== state.weights.length) throw bad(`${OPTIMIZER_FILE}: momentum has ${t.data.length} values but the weights have ${state.weights.length}`);
       momentum = t.data;
     } else if (existsSync(join(path, OPTIMIZER_FILE))) {
       throw bad(`${OPTIMIZER_FILE} is present but ${META_FILE} does not list it`);

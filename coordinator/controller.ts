@@ -191,7 +191,11 @@ export class Controller {
     return null;
   }
 
+  private lastSaved = -1;
+
   private async checkpoint(best = false): Promise<void> {
+    if (!best && this.lastSaved === this.run.t.step) return;
+    this.lastSaved = this.run.t.step;
     const path = await this.store.save(this.run.toCheckpoint(), { best });
     this.log.info('checkpoint_saved', { event: 'checkpoint_saved', step: this.run.t.step, path, best });
   }

@@ -1,6 +1,6 @@
 /**
  * Runs one job — a step's micro-batches, or a validation split — over the live workers and survives
- * their loss: units (micro-batches) go to idle ready workers in proportion to capacity; a lost worker's
+ * their loss. A WORK request carries several units; each unit is answered by its own RESULT: units (micro-batches) go to idle ready workers in proportion to capacity; a lost worker's
  * outstanding units are queued again and go to the others within the same job; a unit the caller
  * rejects (non-finite gradient) is retried up to maxRetries times, then the job fails. A worker missing
  * the current weights gets them first (the coordinator owns the weights).
@@ -60,7 +60,7 @@ export interface JobOutcome {
 export class Dispatcher {
   private nextRequest = 1;
   /** Every request in flight, of any job (late results of an abandoned job still free their worker). */
-  private readonly inflight = new Map<number, { peer: string; units: Unit[]; job: number }>();
+  private readonly inflight = new Map<number, { peer: string; units: Unit[]; job: number; pending: Set<string> }>();
   private job = 0;
   private lastWaitLog = 0;
 
@@ -79,7 +79,7 @@ export class Dispatcher {
       const ev = await this.d.events.next(1000);
       if (!ev) continue;
       if (ev.kind === 'result') {
-        const r = this.settle(ev.msg.requestId, ev.peer);
+        const r = this.settle(ev.msg.requestId, ev.peer, ev.msg.items.map((i) => i.id));
         if (!r || r.job !== job) continue;
         const bad = new Set(accept(r.units, ev.msg, ev.peer));
         for (const u of r.units.filter((x) => bad.has(x.id))) {
@@ -89,7 +89,7 @@ export class Dispatcher {
           queue.push(u);
         }
       } else if (ev.kind === 'error') {
-        const r = ev.msg.requestId === null ? undefined : this.settle(ev.msg.requestId, ev.peer);
+        const r = ev.msg.requestId === null ? undefined : this.settle(ev.msg.requestId, ev.peer, null);
         const w = this.d.members.get(ev.peer);
         if (w && /stale weights/.test(ev.msg.message)) w.weightsVersion = -1;
         this.d.log.warn('worker_error', { event: 'worker_error', worker: w?.name, message: ev.msg.message });
@@ -98,21 +98,31 @@ export class Dispatcher {
         for (const [id, r] of this.inflight) {
           if (r.peer !== ev.peer) continue;
           this.inflight.delete(id);
-          if (r.job === job) queue.unshift(...r.units);
+          if (r.job === job) queue.unshift(...r.units.filter((u) => r.pending.has(u.id)));
         }
       }
       queue.sort((a, b) => a.index - b.index);
     }
   }
 
-  /** Removes a finished request; frees its worker. Results from another peer than asked are ignored. */
-  private settle(requestId: number, peer: string): { units: Unit[]; job: number } | undefined {
+  /**
+   * Marks `ids` of a request as answered (null: the whole request, e.g. an error) and returns those
+   * units; when nothing is pending any more the request is removed and its worker freed. Results from
+   * another peer than asked, or for units already answered, are ignored.
+   */
+  private settle(requestId: number, peer: string, ids: string[] | null): { units: Unit[]; job: number } | undefined {
     const r = this.inflight.get(requestId);
     if (!r || r.peer !== peer) return undefined;
-    this.inflight.delete(requestId);
-    const w = this.d.members.get(peer);
-    if (w && w.busy === requestId) w.busy = null;
-    return r;
+    const answered = ids === null ? [...r.pending] : ids.filter((id) => r.pending.has(id));
+    for (const id of answered) r.pending.delete(id);
+    if (r.pending.size === 0) {
+      this.inflight.delete(requestId);
+      const w = this.d.members.get(peer);
+      if (w && w.busy === requestId) w.busy = null;
+    }
+    if (answered.length === 0) return undefined;
+    const set = new Set(answered);
+    return { units: r.units.filter((u) => set.has(u.id)), job: r.job };
   }
 
   private async assign(job: number, step: number, mode: Mode, queue: Unit[], weights: WeightsSnapshot): Promise<number> {
@@ -138,7 +148,7 @@ export class Dispatcher {
           at += x.labels.length;
         }
         const requestId = this.nextRequest++;
-        this.inflight.set(requestId, { peer, units, job });
+        this.inflight.set(requestId, { peer, units, job, pending: new Set(units.map((u) => u.id)) });
         w.busy = requestId;
         await this.d.transport.send(peer, {
           type: 'work', requestId, step, mode, weightsVersion: weights.version, imageSize: this.d.imageSize,

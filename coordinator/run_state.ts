@@ -3,7 +3,7 @@
  * statistics, momentum), its weights version, and the training state (step, lr, sampler, scheduler,
  * stall, validation history). Converts to and from a checkpoint, so --resume continues exactly.
  */
-import { hashOf } from '../shared/config/load.js';
+import { runHash } from '../shared/config/load.js';
 import type { Config } from '../shared/config/schema.js';
 import { initState, type ModelState } from '../shared/model/params.js';
 import type { ModelSpec } from '../shared/model/spec.js';
@@ -48,13 +48,13 @@ export class ModelRun {
       step: 0, lr: config.training.lr, sampler: { epoch: 0, index: 0 }, plateau: plateauInit(),
       stall: stallInit([...VALIDATION_SPLITS]), history: [], bestStep: null,
     };
-    return new ModelRun(spec, state, null, t, runId, hashOf(config));
+    return new ModelRun(spec, state, null, t, runId, runHash(config));
   }
 
   static fromCheckpoint(config: Config, spec: ModelSpec, data: CheckpointData): ModelRun {
     const meta = data.meta as { training: TrainingState; runId: string; configHash: string; version: number };
-    if (meta.configHash !== hashOf(config)) {
-      throw new Error(`the checkpoint of step ${data.step} was written with another config (hash ${meta.configHash}, now ${hashOf(config)}); ` +
+    if (meta.configHash !== runHash(config)) {
+      throw new Error(`the checkpoint of step ${data.step} was written with another config (hash ${meta.configHash}, now ${runHash(config)}); ` +
         'resume with the same config, or start a new run dir');
     }
     const run = new ModelRun(spec, data.state, data.momentum, meta.training, meta.runId, meta.configHash);

@@ -23,6 +23,8 @@ export interface StartArgs {
   workerBackend: string;
   /** Overrides workers.bind (tests bind port 0). */
   bind?: string;
+  /** Called with the bound endpoint once the transport listens. */
+  onListening?: (endpoint: string) => void;
 }
 
 export class UsageError extends Error {}
@@ -46,6 +48,7 @@ export async function start(a: StartArgs): Promise<RunSummary> {
   });
   const data = await makeDataSource(a.config);
   const cluster = await Cluster.start(a.config, run.runId, log, a.bind);
+  a.onListening?.(cluster.endpoint);
   const local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend) : null;
   const controller = new Controller(a.config, spec, run, cluster, data, store, log);
   const onSignal = (sig: string) => {

@@ -2,7 +2,7 @@
  * The worker's life: connect to the coordinator (DEALER; ZeroMQ reconnects by itself, so a worker may
  * start before its coordinator), say HELLO, build the model from the WELCOME's config, keep the weights
  * of the latest WEIGHTS, compute each WORK item by item (a micro-batch is the unit: its BN statistics are
- * its own) and answer one RESULT per WORK. Heartbeats go out every heartbeatMs, between items too (a
+ * its own) and answer one RESULT per micro-batch as soon as it is done. Heartbeats go out every heartbeatMs, between items too (a
  * single micro-batch's compute blocks the event loop: workers.timeoutMs must exceed it). END → exit 0.
  */
 import { hostname } from 'node:os';
@@ -10,7 +10,7 @@ import { resolveConfig, type Config } from '../shared/config/schema.js';
 import { hashOf } from '../shared/config/load.js';
 import type { Logger } from '../shared/log.js';
 import { buildSpec, type ModelSpec } from '../shared/model/spec.js';
-import { PROTOCOL_VERSION, type ItemResult, type Message } from '../shared/protocol.js';
+import { PROTOCOL_VERSION, type Message } from '../shared/protocol.js';
 import { connectWorker, type WorkerTransport } from '../shared/transport.js';
 import type { BackendInfo } from './backend.js';
 import { Trainer } from './trainer.js';
@@ -108,50 +108,37 @@ class WorkerSession {
       return void (await fail(`stale weights: have version ${this.weightsVersion}, work needs ${msg.weightsVersion}`));
     }
     const px = msg.imageSize * msg.imageSize * 3;
-    const items: ItemResult[] = [];
-    let gradSum: Float64Array | null = null;
-    const bn: Float32Array[] = [];
-    const features: Float32Array[] = [];
     let at = 0;
+    // one RESULT per micro-batch, sent as soon as it is computed: the coordinator adds each
+    // micro-batch's own float32 gradient sum, so the total does not depend on who computed what, and
+    // sending overlaps the next micro-batch's compute
     for (const item of msg.items) {
       const images = msg.images.subarray(at * px, (at + item.count) * px);
       const labels = msg.labels.subarray(at, at + item.count);
       at += item.count;
+      const base = { type: 'result' as const, requestId: msg.requestId, step: msg.step, mode: msg.mode };
       if (msg.mode === 'train') {
         const r = trainer.trainStep(images, labels);
         const finite = Number.isFinite(r.lossSum) && isFiniteArray(r.gradSum);
-        items.push({ id: item.id, count: item.count, lossSum: r.lossSum, correct: 0, finite });
-        if (finite) {
-          gradSum ??= new Float64Array(spec.trainableCount);
-          for (let i = 0; i < gradSum.length; i++) gradSum[i] += r.gradSum[i];
-          bn.push(r.batchStats);
-        }
+        await this.t.send({
+          ...base, items: [{ id: item.id, count: item.count, lossSum: r.lossSum, correct: 0, finite }],
+          gradSum: finite ? r.gradSum : null, bnStats: finite ? r.batchStats : null, features: null,
+        });
       } else if (msg.mode === 'validate') {
         const r = trainer.evaluate(images, labels);
-        items.push({ id: item.id, count: item.count, lossSum: r.lossSum, correct: r.correct, finite: Number.isFinite(r.lossSum) });
+        await this.t.send({
+          ...base, items: [{ id: item.id, count: item.count, lossSum: r.lossSum, correct: r.correct, finite: Number.isFinite(r.lossSum) }],
+          gradSum: null, bnStats: null, features: null,
+        });
       } else {
-        features.push(trainer.embed(images, item.count));
-        items.push({ id: item.id, count: item.count, lossSum: 0, correct: 0, finite: true });
+        await this.t.send({
+          ...base, items: [{ id: item.id, count: item.count, lossSum: 0, correct: 0, finite: true }],
+          gradSum: null, bnStats: null, features: trainer.embed(images, item.count),
+        });
       }
       await new Promise((resolve) => setImmediate(resolve)); // let heartbeats out
     }
-    await this.t.send({
-      type: 'result', requestId: msg.requestId, step: msg.step, mode: msg.mode, items,
-      gradSum: gradSum ? Float32Array.from(gradSum) : null,
-      bnStats: bn.length ? concat(bn) : null,
-      features: features.length ? concat(features) : null,
-    });
   }
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Runs until END (0) or a fatal error (1). */

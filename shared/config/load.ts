@@ -68,6 +68,19 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/**
+ * Hash of what determines a run's numbers: everything but where it runs (workers.*), when it stops
+ * (training.maxSteps) and how often it saves (checkpoint.*). A run resumes only under the same hash.
+ */
+export function runHash(config: { workers?: unknown; checkpoint?: unknown; training?: Record<string, unknown> }): string {
+  const { workers, checkpoint, ...rest } = config;
+  void workers;
+  void checkpoint;
+  const training = { ...(rest.training ?? {}) };
+  delete training.maxSteps;
+  return hashOf({ ...rest, training });
+}
+
 export function hashOf(v: unknown): string {
   return createHash('sha256').update(canonicalJson(v)).digest('hex').slice(0, 16);
 }

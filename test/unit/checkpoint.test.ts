@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { modelArgs, SMALL_MODEL } from '../../shared/model/args.js';
 import { buildSpec } from '../../shared/model/spec.js';
 import { initState, type ModelState } from '../../shared/model/params.js';
-import { writeSafetensors } from '../../shared/model/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../../shared/model/safetensors.js';
 import { loadWeightsFile } from '../../shared/model/weights.js';
 import { CheckpointStore, type CheckpointData } from '../../coordinator/checkpoint.js';
 import { createHash } from 'node:crypto';
@@ -80,6 +80,10 @@ describe('CheckpointStore', () => {
     assert.deepEqual(readdirSync(path).sort(), ['meta.json', 'model.safetensors', 'optimizer.safetensors']);
     assert.deepEqual(readdirSync(dir), ['step-7']);
     assertSame(await store.load(path), d);
+    // optimizer.safetensors is written without writeSafetensors; it must be the same bytes
+    const opt = new Uint8Array(readFileSync(join(path, 'optimizer.safetensors')));
+    const { metadata } = readSafetensors(opt);
+    assert.deepEqual(opt, writeSafetensors([['momentum', { shape: [spec.trainableCount], data: d.momentum! }]], metadata));
     assert.equal(await store.latest(), path);
     assert.equal(await store.best(), null);
 
@@ -113,8 +117,15 @@ describe('CheckpointStore', () => {
     assert.deepEqual(await steps(store), [4, 6, 7]);
     assert.equal(await store.best(), join(store.dir, 'step-4'));
     await assert.rejects(store.markBest(5), /markBest\(5\): no checkpoint/);
+    // a step older than the kept ones (e.g. after falling back to an older checkpoint) survives its own save
+    await store.save(data(3, 3, false));
+    assert.deepEqual(await steps(store), [3, 4, 6, 7]);
+    await store.save(data(8, 8, false));
+    assert.deepEqual(await steps(store), [4, 7, 8]);
     assert.ok(!readdirSync(store.dir).some((f) => f.startsWith('.')), 'no leftovers');
     assert.throws(() => new CheckpointStore({ dir: store.dir, keepLast: 0, spec }), /keepLast/);
+    writeFileSync(join(store.dir, 'best.json'), '{"step": "x"}'); // never pruned silently: an error instead
+    await assert.rejects(store.list(), (e: Error) => e.message.includes(join(store.dir, 'best.json')) && /invalid content/.test(e.message));
   });
 
   it('overwriting the same step replaces it', async () => {
@@ -161,6 +172,11 @@ describe('CheckpointStore', () => {
     assertSame(await reopened.load(good), data(10));
     const left = readdirSync(dir).sort();
     assert.deepEqual(left, ['step-10', 'step-20', 'step-30', 'step-40', 'step-50', 'step-60'], 'temp dirs removed, broken step dirs left alone');
+    // leftovers appearing later are removed by the next save
+    cpSync(good, join(dir, '.tmp-step-11-ffff'), { recursive: true });
+    writeFileSync(join(dir, '.tmp-best-0a.json'), '{');
+    await reopened.save(data(11, 11, false));
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), []);
   });
 
   it('a broken checkpoint gives an error naming the path and what is wrong', async () => {
@@ -209,5 +225,10 @@ describe('CheckpointStore', () => {
     await expectError(p7, /says step 8 but the directory is step-7/);
 
     await expectError(join(dir, 'step-999'), /meta\.json is missing/);
+
+    // bad input to save: nothing is written
+    await assert.rejects(store.save({ ...data(9), meta: { big: 1n } }), /checkpoint step 9: meta is not JSON-serialisable/);
+    await assert.rejects(store.save({ ...data(9), momentum: new Float32Array(3) }), /momentum has 3 values/);
+    assert.ok(!existsSync(join(dir, 'step-9')));
   });
 });
