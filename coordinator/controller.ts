@@ -88,8 +88,9 @@ export class Controller {
       if (r.t.step % cfg.checkpoint.everySteps === 0) await this.checkpoint();
     }
     await this.checkpoint();
+    const final = this.state === 'stalled' ? 'stalled' : 'done';
     this.setState('done');
-    return { state: this.state, step: r.t.step, lr: r.t.lr, bestStep: r.t.bestStep, reason, validations: r.t.history };
+    return { state: final, step: r.t.step, lr: r.t.lr, bestStep: r.t.bestStep, reason, validations: r.t.history };
   }
 
   private async step(): Promise<void> {

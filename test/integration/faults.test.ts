@@ -12,7 +12,7 @@ import { buildSpec } from '../../shared/model/spec.js';
 import { repoRoot } from '../../shared/paths.js';
 import { connectWorker } from '../../shared/transport.js';
 import { createLogger } from '../../shared/log.js';
-import { startCoordinator, tempDir } from '../helpers/coordinator.js';
+import { startCoordinator, tempDir, tinyArgs } from '../helpers/coordinator.js';
 
 test('NaN/Inf gradients: retried once, then the step is skipped; lying workers are caught', async () => {
   const runDir = tempDir('nan');
@@ -59,4 +59,34 @@ test('NaN/Inf gradients: retried once, then the step is skipped; lying workers a
   assert.deepEqual(events('step_skipped').map((l) => l.step), [3]);
   assert.ok(events('nonfinite_gradient').length >= 3, 'each non-finite result is logged');
   for (const l of events('step')) assert.equal(l.loss, 1.5, 'only finite micro-batches enter the loss');
+});
+
+test('validation on both splits, plateau and stall: the lr drops, training stops at min_lr, the best checkpoint is kept', async () => {
+  const runDir = tempDir('stall');
+  const sets = ['validation.everySteps=2', 'plateau.patience=0', 'plateau.threshold=0.5', 'plateau.minLr=0.0005', 'stall.patience=50', 'checkpoint.everySteps=1000', 'checkpoint.keepLast=1'];
+  const run = startCoordinator(tinyArgs(runDir, 2, sets));
+  const { code, stderr } = await run.done;
+  assert.equal(code, 0, stderr);
+  const events = (name: string) => run.lines.filter((l) => l.event === name);
+  const validations = events('validation');
+  assert.ok(validations.length >= 2 && validations.length % 2 === 0, 'both splits each time');
+  assert.deepEqual(new Set(validations.map((l) => l.split)), new Set(['res24', 'full']));
+  // threshold 0.5 (rel) means nothing counts as an improvement after the first validation: with
+  // patience 0 every later validation divides the lr by 5: 0.01 → 0.002 → 0.0005 (min_lr) → stall
+  assert.deepEqual(events('lr_reduced').map((l) => [l.from, l.to]), [[0.01, 0.002], [0.002, 0.0005]]);
+  const stalled = events('stalled');
+  assert.equal(stalled.length, 1);
+  assert.equal(stalled[0].reason, 'min-lr');
+  assert.equal(stalled[0].step, 6);
+  const summary = events('run_finished')[0];
+  assert.equal(summary.state, 'stalled');
+  // the best checkpoint (by res24 loss) survives keepLast=1 pruning next to the final one
+  const res24 = validations.filter((l) => l.split === 'res24');
+  const bestStep = res24.reduce((b, l) => ((l.loss as number) < (b.loss as number) ? l : b)).step;
+  assert.equal(summary.bestStep, bestStep);
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const kept = readdirSync(join(runDir, 'checkpoints')).filter((f) => f.startsWith('step-')).sort();
+  assert.ok(kept.includes(`step-${bestStep}`), `best step-${bestStep} kept: ${kept}`);
+  assert.ok(kept.includes('step-6'), `final checkpoint kept: ${kept}`);
+  assert.equal(JSON.parse(readFileSync(join(runDir, 'checkpoints', 'best.json'), 'utf8')).step, bestStep);
 });
