@@ -46,7 +46,6 @@ export const OPTIMIZER_FILE = 'optimizer.safetensors';
 export const META_FILE = 'meta.json';
 export const BEST_FILE = 'best.json';
 const FORMAT = 'multires-checkpoint-v1';
-const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 interface MetaFile { format: string; step: number; files: Record<string, { bytes: number; sha256: string }>; meta: Record<string, unknown> }
 
@@ -60,27 +59,13 @@ function parseStep(name: string): number | null {
   return m && Number.isSafeInteger(Number(m[1])) ? Number(m[1]) : null;
 }
 
-const sha256 = (chunks: Uint8Array[]): string => chunks.reduce((h, c) => h.update(c), createHash('sha256')).digest('hex');
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
-/**
- * optimizer.safetensors as [header, data] without copying the momentum buffer (175 MB for the full
- * model): the bytes writeSafetensors would produce (header padded to 8 bytes with spaces).
- */
-function momentumChunks(m: Float32Array, metadata: Record<string, string>): Uint8Array[] {
-  if (!HOST_LE) return [writeSafetensors([['momentum', { shape: [m.length], data: m }]], metadata)];
-  let json = JSON.stringify({ __metadata__: metadata, momentum: { dtype: 'F32', shape: [m.length], data_offsets: [0, m.byteLength] } });
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const head = new Uint8Array(8 + Buffer.byteLength(json));
-  new DataView(head.buffer).setBigUint64(0, BigInt(head.length - 8), true);
-  head.set(new TextEncoder().encode(json), 8);
-  return [head, new Uint8Array(m.buffer, m.byteOffset, m.byteLength)];
-}
-
-/** Opens `path` ('wx': a new file), writes the chunks in order (each continues where the last ended), fsyncs. */
-async function writeSynced(path: string, chunks: (Uint8Array | string)[], flags = 'wx'): Promise<void> {
+/** Opens `path` ('wx': a new file), writes `data` (if any) and fsyncs it. */
+async function writeSynced(path: string, data: Uint8Array | string | null, flags = 'wx'): Promise<void> {
   const fh = await open(path, flags);
   try {
-    for (const c of chunks) await fh.writeFile(c);
+    if (data !== null) await fh.writeFile(data);
     await fh.sync();
   } finally {
     await fh.close();
@@ -88,7 +73,7 @@ async function writeSynced(path: string, chunks: (Uint8Array | string)[], flags 
 }
 
 /** fsync of a directory, so entries created or renamed in it survive a power loss (not possible on Windows). */
-const syncDir = async (path: string): Promise<void> => (process.platform === 'win32' ? undefined : writeSynced(path, [], 'r'));
+const syncDir = async (path: string): Promise<void> => (process.platform === 'win32' ? undefined : writeSynced(path, null, 'r'));
 
 /** Reads and checks `<path>/meta.json`; the error says what is wrong (without the path). */
 async function readRecord(path: string): Promise<MetaFile> {
@@ -145,34 +130,50 @@ export class CheckpointStore {
     }
   }
 
-  /** Writes step-N atomically, marks it best if asked, prunes; resolves to the final directory. */
-  save(data: CheckpointData, opts: { best?: boolean } = {}): Promise<string> { return this.serial(() => this.saveNow(data, opts.best ?? false)); }
+  /**
+   * Writes step-N atomically, marks it best if asked, prunes; resolves to the final directory. `data` is
+   * serialised synchronously in this call, so the caller may change its arrays as soon as save() returns.
+   */
+  save(data: CheckpointData, opts: { best?: boolean } = {}): Promise<string> {
+    let files: [string, Uint8Array | string][];
+    try {
+      files = this.serialise(data);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.serial(() => this.saveNow(data.step, files, opts.best ?? false));
+  }
 
-  private async saveNow(data: CheckpointData, best: boolean): Promise<string> {
+  /** The files of a checkpoint, meta.json last (it records the others' sizes and hashes). */
+  private serialise(data: CheckpointData): [string, Uint8Array | string][] {
     const { step, state, momentum } = data;
     const fail = (what: string, cause?: unknown): Error => new Error(`checkpoint step ${step}: ${what}`, { cause });
     if (!Number.isSafeInteger(step) || step < 0) throw fail('the step must be a non-negative integer');
     if (momentum && momentum.length !== state.weights.length) throw fail(`momentum has ${momentum.length} values but the weights have ${state.weights.length}`);
     if (typeof data.meta !== 'object' || data.meta === null || Array.isArray(data.meta)) throw fail('meta must be a JSON object');
-    const files: [string, Uint8Array[]][] = [[MODEL_FILE, [writeSafetensors(modelStateToStateDict(this.spec, state), { format: 'pt', step: String(step) })]]];
-    if (momentum) files.push([OPTIMIZER_FILE, momentumChunks(momentum, { step: String(step), layout: 'flat, spec.trainable order, tfjs layout (as ModelState.weights)' })]);
+    const files: [string, Uint8Array][] = [[MODEL_FILE, writeSafetensors(modelStateToStateDict(this.spec, state), { format: 'pt', step: String(step) })]];
+    if (momentum) {
+      const layout = 'flat, spec.trainable order, tfjs layout (as ModelState.weights)';
+      files.push([OPTIMIZER_FILE, writeSafetensors([['momentum', { shape: [momentum.length], data: momentum }]], { step: String(step), layout })]);
+    }
     const record: MetaFile = { format: FORMAT, step, files: {}, meta: data.meta };
-    for (const [name, chunks] of files) record.files[name] = { bytes: chunks.reduce((a, c) => a + c.byteLength, 0), sha256: sha256(chunks) };
-    let metaJson: string;
+    for (const [name, bytes] of files) record.files[name] = { bytes: bytes.length, sha256: sha256(bytes) };
     try {
-      metaJson = JSON.stringify(record, null, 1) + '\n';
+      return [...files, [META_FILE, JSON.stringify(record, null, 1) + '\n']];
     } catch (e) {
       throw fail(`meta is not JSON-serialisable: ${errMsg(e)}`, e);
     }
+  }
 
+  private async saveNow(step: number, files: [string, Uint8Array | string][], best: boolean): Promise<string> {
+    const fail = (what: string, cause?: unknown): Error => new Error(`checkpoint step ${step}: ${what}`, { cause });
     this.recover();
     const name = stepName(step);
     const tmp = join(this.dir, `.tmp-${name}-${rand()}`);
     const final = join(this.dir, name);
     try {
       await mkdir(tmp);
-      for (const [file, chunks] of files) await writeSynced(join(tmp, file), chunks);
-      await writeSynced(join(tmp, META_FILE), [metaJson]);
+      for (const [file, content] of files) await writeSynced(join(tmp, file), content);
       await syncDir(tmp);
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
@@ -196,7 +197,7 @@ export class CheckpointStore {
 
   private async writeBest(step: number): Promise<void> {
     const tmp = join(this.dir, `.tmp-best-${rand()}.json`);
-    await writeSynced(tmp, [JSON.stringify({ step }) + '\n']);
+    await writeSynced(tmp, JSON.stringify({ step }) + '\n');
     await rename(tmp, join(this.dir, BEST_FILE));
     await syncDir(this.dir);
   }
@@ -291,7 +292,7 @@ export class CheckpointStore {
       }
       const want = rec.files[file];
       if (bytes.length !== want.bytes) throw bad(`${file} has ${bytes.length} bytes, ${META_FILE} records ${want.bytes} (truncated or replaced)`);
-      if (sha256([bytes]) !== want.sha256) throw bad(`${file} is corrupted (sha256 does not match ${META_FILE})`);
+      if (sha256(bytes) !== want.sha256) throw bad(`${file} is corrupted (sha256 does not match ${META_FILE})`);
       return bytes;
     };
     const parse = <T>(file: string, fn: () => T): T => {

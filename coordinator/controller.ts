@@ -133,7 +133,7 @@ export class Controller {
     if (cfg.training.finetune === 'all') updateRunningStats(this.spec, r.state.bnStats, bn, cfg.training.bnMomentum);
     r.bumpVersion();
     this.log.info('step', {
-      event: 'step', step, loss: acc.meanLoss(), lr: r.t.lr, samples: acc.count, imagesPerSec: acc.count / seconds,
+      event: 'step', step, maxSteps: cfg.training.maxSteps ?? undefined, loss: acc.meanLoss(), lr: r.t.lr, samples: acc.count, imagesPerSec: acc.count / seconds,
       workers: this.cluster.members.readyWorkers().length, stepSeconds: seconds, commSeconds: outcome.sendSeconds, epoch: sampler.epoch,
     });
   }

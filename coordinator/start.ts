@@ -40,8 +40,21 @@ export async function start(a: StartArgs): Promise<RunSummary> {
   const log = createLogger({ component: 'coordinator', file: join(runDir, 'log.jsonl') });
   const spec = buildSpec(a.config.model);
   const store = new CheckpointStore({ dir: ckptDir, keepLast: a.config.checkpoint.keepLast, spec });
-  const latest = a.resume ? await store.latest() : null;
-  const run = latest ? ModelRun.fromCheckpoint(a.config, spec, await store.load(latest)) : ModelRun.fresh(a.config, spec, newRunId());
+  // --resume: the newest checkpoint that loads (a damaged one is reported and the previous one used)
+  let latest: string | null = null;
+  let run: ModelRun | null = null;
+  for (const entry of a.resume ? (await store.list()).reverse() : []) {
+    try {
+      run = ModelRun.fromCheckpoint(a.config, spec, await store.load(entry.path));
+      latest = entry.path;
+      break;
+    } catch (err) {
+      if (/another config/.test((err as Error).message)) throw new UsageError((err as Error).message);
+      log.error('checkpoint_unreadable', { event: 'checkpoint_unreadable', path: entry.path, error: (err as Error).message });
+    }
+  }
+  if (a.resume && !run) log.warn('nothing_to_resume', { event: 'nothing_to_resume', runDir });
+  run ??= ModelRun.fresh(a.config, spec, newRunId());
   log.info('run_started', {
     event: 'run_started', runId: run.runId, runDir, resumedFrom: latest, step: run.t.step, configHash: run.configHash,
     parameters: spec.trainableCount, batchSize: a.config.training.batchSize, microBatch: a.config.training.microBatch,

@@ -27,13 +27,22 @@ const shape = winston.format((info) => {
   return info;
 });
 
+/** `[#######-------] 7/14` for events that carry step and maxSteps (a progress bar on a TTY). */
+function bar(step: unknown, total: unknown): string {
+  if (typeof step !== 'number' || typeof total !== 'number' || total <= 0) return '';
+  const width = 20;
+  const done = Math.min(width, Math.round((step / total) * width));
+  return `[${'#'.repeat(done)}${'-'.repeat(width - done)}] ${step}/${total} `;
+}
+
 const pretty = winston.format.printf((info) => {
-  const { level, message, ts, component, event, ...rest } = info as Record<string, unknown>;
+  const { level, message, ts, component, event, maxSteps, ...rest } = info as Record<string, unknown>;
   void event;
+  const progress = bar(rest.step, maxSteps);
   const fields = Object.entries(rest)
-    .map(([k, v]) => `${k}=${typeof v === 'number' ? +(v as number).toPrecision(5) : typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${typeof v === "number" ? (Number.isInteger(v) ? v : +(v as number).toPrecision(5)) : typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
-  return `${String(ts).slice(11, 19)} ${String(component)} ${String(level)} ${String(message)} ${fields}`.trimEnd();
+  return `${String(ts).slice(11, 19)} ${String(component)} ${String(level)} ${progress}${String(message)} ${fields}`.trimEnd();
 });
 
 export function createLogger(args: LoggerArgs): Logger {

@@ -1,7 +1,8 @@
 /**
  * Sockets behind two small interfaces (torchelastic style): the coordinator binds a ZeroMQ ROUTER, each
  * worker connects a DEALER, and both exchange `Message`s encoded by ./protocol.ts. The ROUTER is
- * `mandatory` (sending to a gone peer rejects with `PeerGoneError` instead of vanishing) and `handover`
+ * `mandatory` with a zero send timeout (sending to a gone peer rejects at once with `PeerGoneError` instead
+ * of vanishing, to a peer whose queue is full with `PeerBusyError` instead of blocking all sends) and `handover`
  * (a worker that reconnects with its routing id takes its old slot). Each DEALER gets a random 8-byte
  * routing id, so a worker keeps its peer id across reconnects, and it reconnects on its own when the
  * coordinator restarts; messages sent before the coordinator is up wait in the DEALER's queue. ZMTP
@@ -49,6 +50,14 @@ export class PeerGoneError extends Error {
   constructor(readonly peer: string, options?: { cause?: unknown }) {
     super(`peer ${peer} is gone (EHOSTUNREACH)`, options);
     this.name = 'PeerGoneError';
+  }
+}
+
+/** The peer is connected but its outgoing queue is full (ZMQ_SNDHWM messages not yet taken): it is stuck. */
+export class PeerBusyError extends Error {
+  constructor(readonly peer: string, options?: { cause?: unknown }) {
+    super(`peer ${peer} is not draining its queue (EAGAIN at the high-water mark)`, options);
+    this.name = 'PeerBusyError';
   }
 }
 
@@ -149,8 +158,11 @@ class ZmqCoordinator extends Endpoint<Router> implements CoordinatorTransport {
 
   send(peer: string, msg: Message): Promise<void> {
     if (!/^(?:[0-9a-f]{2})+$/i.test(peer)) return Promise.reject(new PeerGoneError(peer));
-    return this.enqueue([Buffer.from(peer, 'hex')], msg,
-      (e) => (errCode(e) === 'EHOSTUNREACH' ? new PeerGoneError(peer, { cause: e }) : e));
+    return this.enqueue([Buffer.from(peer, 'hex')], msg, (e) => {
+      if (errCode(e) === 'EHOSTUNREACH') return new PeerGoneError(peer, { cause: e });
+      if (errCode(e) === 'EAGAIN') return new PeerBusyError(peer, { cause: e });
+      return e;
+    });
   }
 
   async *messages(): AsyncGenerator<Envelope> {
@@ -182,7 +194,10 @@ class ZmqWorker extends Endpoint<Dealer> implements WorkerTransport {
 
 /** Bind a ROUTER, e.g. 'tcp://127.0.0.1:0' (then `endpoint` carries the real port) or 'tcp://*:5555'. */
 export async function bindCoordinator(endpoint: string, opts: TransportOptions = {}): Promise<CoordinatorTransport> {
-  const sock = new Router({ mandatory: true, handover: true });
+  // sendTimeout 0: never wait. zeromq.js only tries a send at once while the socket polls writable, and a
+  // mandatory ROUTER with no writable peer (say its only worker just left) is not: send() would hang
+  // instead of failing with EHOSTUNREACH, and hold up the send queue for every other peer meanwhile.
+  const sock = new Router({ mandatory: true, handover: true, sendTimeout: 0 });
   const t = new ZmqCoordinator(sock, opts);
   try {
     await sock.bind(endpoint);
