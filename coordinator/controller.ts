@@ -36,6 +36,7 @@ export interface RunSummary {
 export class Controller {
   state: RunState = 'waiting';
   private readonly trainMask: Uint8Array | undefined;
+  private readonly acc: GradientAccumulator;
   private stopRequested: string | null = null;
 
   constructor(
@@ -47,6 +48,7 @@ export class Controller {
     private readonly store: CheckpointStore,
     private readonly log: Logger,
   ) {
+    this.acc = new GradientAccumulator(spec.trainableCount);
     if (config.training.finetune === 'classifier') {
       this.trainMask = new Uint8Array(spec.trainableCount);
       for (const p of spec.trainable) if (p.classifier) this.trainMask.fill(1, p.offset, p.offset + p.size);
@@ -106,7 +108,8 @@ export class Controller {
         labels: Int32Array.from(mb.picks, (p) => this.data.train[p.sample].label),
       }),
     }));
-    const acc = new GradientAccumulator(this.spec.trainableCount);
+    const acc = this.acc;
+    acc.reset();
     const bn: MicroBatchStats[] = [];
     const index = new Map(units.map((u) => [u.id, u.index]));
     const outcome = await this.cluster.dispatcher.run(step, 'train', units, r.snapshot(), (us, msg, peer) => {

@@ -9,14 +9,26 @@ export function allFinite(a: Float32Array): boolean {
   return true;
 }
 
+/**
+ * Float64 accumulator of gradient sums. Reused from step to step (`reset()`): allocating and first
+ * touching 350 MB each step costs more than the additions themselves (measured ~0.6 s vs 0.06 s here).
+ */
 export class GradientAccumulator {
   private readonly sum: Float64Array;
+  private out: Float32Array | null = null;
   count = 0;
   lossSum = 0;
   correct = 0;
 
   constructor(readonly size: number) {
     this.sum = new Float64Array(size);
+  }
+
+  reset(): void {
+    this.sum.fill(0);
+    this.count = 0;
+    this.lossSum = 0;
+    this.correct = 0;
   }
 
   add(gradSum: Float32Array, count: number, lossSum: number, correct = 0): void {
@@ -28,10 +40,10 @@ export class GradientAccumulator {
     this.correct += correct;
   }
 
-  /** Σ gradSum / Σ count as float32. */
+  /** Σ gradSum / Σ count as float32, in a buffer owned by the accumulator (valid until the next mean()). */
   mean(): Float32Array {
     if (this.count === 0) throw new Error('no samples accumulated');
-    const out = new Float32Array(this.size);
+    const out = (this.out ??= new Float32Array(this.size));
     const inv = 1 / this.count;
     for (let i = 0; i < out.length; i++) out[i] = this.sum[i] * inv;
     return out;

@@ -27,7 +27,6 @@ export interface TrainingState {
 
 export class ModelRun {
   version = 0;
-  private sendCopy: WeightsSnapshot | null = null;
 
   constructor(
     readonly spec: ModelSpec,
@@ -64,16 +63,17 @@ export class ModelRun {
 
   bumpVersion(): void {
     this.version += 1;
-    this.sendCopy = null;
   }
 
   /**
-   * The weights to send for the current version: a copy, because zeromq sends Buffer views without
-   * copying and SGD updates the weights in place while a message may still be on its way.
+   * The weights to send for the current version — the live arrays, not a copy. zeromq sends Buffer
+   * views without copying, so nothing may modify them while a WEIGHTS message is on its way. That holds:
+   * SGD only runs after every micro-batch of the step has been answered, and a worker answers only
+   * after receiving the weights it computed with; a worker lost with a transfer still queued is dropped
+   * and, should it come back, starts over with a fresh HELLO and a full WEIGHTS message.
    */
   snapshot(): WeightsSnapshot {
-    this.sendCopy ??= { version: this.version, weights: this.state.weights.slice(), bnStats: this.state.bnStats.slice() };
-    return this.sendCopy;
+    return { version: this.version, weights: this.state.weights, bnStats: this.state.bnStats };
   }
 
   toCheckpoint(): CheckpointData {

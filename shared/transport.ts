@@ -11,7 +11,8 @@
  * queue and callers may fire them concurrently; receiving is one `for await` loop per socket, exposed as
  * `messages()` (one consumer at a time). Invalid incoming messages are logged (warn, with peer and
  * reason) and dropped, never thrown. `maxMessageBytes` bounds every frame through libzmq's
- * ZMQ_MAXMSGSIZE (an oversized frame drops the connection) and the whole message in `decode`. Sends are
+ * ZMQ_MAXMSGSIZE (an oversized frame drops the connection) and the whole message in `decode`; send()
+ * refuses a message over it with ProtocolError 'too-large' rather than have the peer drop it. Sends are
  * zero-copy: an array handed to `send` must not be modified afterwards, not even once the promise has
  * resolved, until the peer has answered — see the header of ./protocol.ts for the rule and its source.
  * `close()` waits up to `lingerMs` for queued sends, closes the socket, and ends `messages()`.
@@ -105,6 +106,10 @@ class Endpoint<S extends Sock> {
     } catch (e) {
       return Promise.reject(e);
     }
+    const total = frames.reduce((s, f) => s + f.length, 0);
+    if (total > this.maxMessageBytes) { // the peer would drop it (or the whole connection, for a big frame)
+      return Promise.reject(new ProtocolError('too-large', `cannot send '${msg.type}': ${total} bytes, limit is ${this.maxMessageBytes}`));
+    }
     const run = async (): Promise<void> => {
       if (this.sock.closed) throw new TransportClosedError();
       try {
@@ -176,9 +181,6 @@ class ZmqCoordinator extends Endpoint<Router> implements CoordinatorTransport {
 }
 
 class ZmqWorker extends Endpoint<Dealer> implements WorkerTransport {
-  constructor(sock: Dealer, opts: TransportOptions, private readonly peer: string) {
-    super(sock, opts);
-  }
 
   send(msg: Message): Promise<void> {
     return this.enqueue([], msg, (e) => e);
@@ -186,7 +188,7 @@ class ZmqWorker extends Endpoint<Dealer> implements WorkerTransport {
 
   async *messages(): AsyncGenerator<Message> {
     for await (const frames of this.frames()) {
-      const msg = this.tryDecode(frames, `coordinator (to ${this.peer})`);
+      const msg = this.tryDecode(frames, 'coordinator');
       if (msg) yield msg;
     }
   }
@@ -214,7 +216,7 @@ export function connectWorker(endpoint: string, opts: TransportOptions = {}): Wo
   const id = randomBytes(8);
   id[0] = 0x80 | id[0]; // a routing id may not start with a zero byte
   const sock = new Dealer({ routingId: id as unknown as string });
-  const t = new ZmqWorker(sock, opts, id.toString('hex'));
+  const t = new ZmqWorker(sock, opts);
   try {
     sock.connect(endpoint);
   } catch (e) {

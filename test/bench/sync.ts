@@ -35,14 +35,15 @@ async function exchange(workers: number, rounds: number): Promise<{ seconds: num
   const state = initState(spec, 0);
   const sgd: SgdState = { momentumBuffer: null };
   const times: number[] = [];
+  const acc = new GradientAccumulator(spec.trainableCount); // reused, as in the controller
   for (let v = 0; v < rounds; v++) {
     const t0 = performance.now();
-    const snapshot = { version: v, weights: state.weights.slice(), bnStats: state.bnStats.slice() }; // as ModelRun.snapshot()
+    const snapshot = { version: v, weights: state.weights, bnStats: state.bnStats }; // as ModelRun.snapshot(): the live arrays
     const units: Unit[] = Array.from({ length: workers }, (_, i) => ({
       id: `${v}:${i}`, index: i, count: 1,
       load: async () => ({ images: new Uint8Array(32 * 32 * 3), labels: new Int32Array(1) }),
     }));
-    const acc = new GradientAccumulator(spec.trainableCount);
+    acc.reset();
     const bn: MicroBatchStats[] = [];
     await cluster.dispatcher.run(v, 'train', units, snapshot, (_u, msg) => {
       acc.add(msg.gradSum!, 1, 1);

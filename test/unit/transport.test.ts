@@ -1,10 +1,11 @@
 /**
  * Transport tests over real ZeroMQ sockets on tcp://127.0.0.1 (no mocks): a worker ↔ coordinator exchange
- * (hello → welcome → ~20 MB weights → result with a ~20 MB gradient), concurrent sends without EBUSY,
- * several workers each getting their own replies, malformed input from a raw DEALER (garbage, a
- * wrong-version header) logged and dropped while a good worker keeps being served, PeerGoneError when
- * sending to a closed or unknown worker, a worker started before the coordinator binds (and surviving a
- * coordinator restart), and close() returning promptly and ending the message loops.
+ * (hello → welcome → ~20 MB weights → result with a ~20 MB gradient), concurrent sends without EBUSY, a
+ * message over maxMessageBytes refused at send, several workers each getting their own replies, malformed
+ * input from a raw DEALER (garbage, a wrong-version header) logged and dropped while a good worker keeps
+ * being served, PeerGoneError when sending to a closed or unknown worker, a worker started before the
+ * coordinator binds (and surviving a coordinator restart), and close() returning promptly and ending the
+ * message loops.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { Dealer } from 'zeromq';
-import { PROTOCOL_VERSION, type Message } from '../../shared/protocol.js';
+import { PROTOCOL_VERSION, ProtocolError, type Message } from '../../shared/protocol.js';
 import {
   PeerGoneError, TransportClosedError, bindCoordinator, connectWorker, type TransportOptions,
 } from '../../shared/transport.js';
@@ -80,7 +81,9 @@ test('hello → welcome → 20 MB weights → result, and concurrent sends', asy
   assert.equal((await next(cin)).msg.type, 'heartbeat');
   assert.equal((await next(cin)).msg.type, 'bye');
 
-  await Promise.all([worker.close(), coord.close()]);
+  const small = connectWorker(coord.endpoint, { ...opts, maxMessageBytes: 1000 });
+  await assert.rejects(small.send(result), (e) => e instanceof ProtocolError && e.code === 'too-large');
+  await Promise.all([worker.close(), coord.close(), small.close()]);
   assert.equal(lines.filter((l) => l.level === 'warn').length, 0);
 });
 
