@@ -6,6 +6,7 @@
  */
 import type { Config } from '../shared/config/schema.js';
 import type { Logger } from '../shared/log.js';
+import { BlobPool } from '../shared/pool.js';
 import { AsyncQueue } from '../shared/queue.js';
 import { bindCoordinator, type CoordinatorTransport } from '../shared/transport.js';
 import { modelHash } from '../worker/run.js';
@@ -20,19 +21,21 @@ export class Cluster {
   private receiving: Promise<void> | null = null;
   private readonly hash: string;
 
-  private constructor(readonly transport: CoordinatorTransport, private readonly config: Config, private readonly runId: string, private readonly log: Logger) {
+  private constructor(readonly transport: CoordinatorTransport, pool: BlobPool, private readonly config: Config, private readonly runId: string, private readonly log: Logger) {
     this.hash = modelHash(config);
     this.dispatcher = new Dispatcher({
-      transport, members: this.members, events: this.events, log, imageSize: config.model.inputSize,
+      transport, members: this.members, events: this.events, log, imageSize: config.model.inputSize, pool,
       maxRetries: config.training.maxRetries, onLost: (w, reason) => this.lost(w, reason),
     });
   }
 
   static async start(config: Config, runId: string, log: Logger, bind?: string): Promise<Cluster> {
+    // received gradients stay in their frames (chunks: no reassembly copy) and are summed from there
+    const pool = new BlobPool(2);
     const transport = await bindCoordinator(bind ?? config.workers.bind, {
-      chunkBytes: config.workers.chunkBytes, maxMessageBytes: config.workers.maxMessageBytes, log,
+      chunkBytes: config.workers.chunkBytes, maxMessageBytes: config.workers.maxMessageBytes, log, pool, chunks: true,
     });
-    const c = new Cluster(transport, config, runId, log);
+    const c = new Cluster(transport, pool, config, runId, log);
     c.receiving = c.receive();
     c.timer = setInterval(() => c.tick(), config.workers.heartbeatMs);
     log.info('listening', { event: 'listening', endpoint: transport.endpoint });

@@ -131,7 +131,8 @@ export class Controller {
       return;
     }
     const sgd: SgdState = { momentumBuffer: r.momentum };
-    sgdStep(r.state.weights, acc.mean(), sgd, { lr: r.t.lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay }, this.trainMask);
+    const { sum, scale } = acc.sums();
+    sgdStep(r.state.weights, sum, sgd, { lr: r.t.lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay }, this.trainMask, scale);
     r.momentum = sgd.momentumBuffer;
     if (cfg.training.finetune === 'all') updateRunningStats(this.spec, r.state.bnStats, bn, cfg.training.bnMomentum);
     r.bumpVersion();

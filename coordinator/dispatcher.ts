@@ -7,6 +7,7 @@
  */
 import type { Logger } from '../shared/log.js';
 import type { ItemResult, Message, Mode } from '../shared/protocol.js';
+import type { BlobPool } from '../shared/pool.js';
 import type { AsyncQueue } from '../shared/queue.js';
 import type { CoordinatorTransport } from '../shared/transport.js';
 import type { Membership, WorkerInfo } from './membership.js';
@@ -44,6 +45,8 @@ export interface DispatcherDeps {
   maxRetries: number;
   /** Called when a send finds the peer gone. */
   onLost(w: WorkerInfo, reason: string): void;
+  /** Where received gradients go back once added (reused receive buffers). */
+  pool?: BlobPool;
 }
 
 /** The caller's verdict on a result: ids of units to retry (non-finite), [] when all is well. */
@@ -80,8 +83,9 @@ export class Dispatcher {
       if (!ev) continue;
       if (ev.kind === 'result') {
         const r = this.settle(ev.msg.requestId, ev.peer, ev.msg.items.map((i) => i.id));
+        const bad = new Set(r && r.job === job ? accept(r.units, ev.msg, ev.peer) : []);
+        if (!Array.isArray(ev.msg.gradSum)) this.d.pool?.give(ev.msg.gradSum); // added (or stale): the buffer is free
         if (!r || r.job !== job) continue;
-        const bad = new Set(accept(r.units, ev.msg, ev.peer));
         for (const u of r.units.filter((x) => bad.has(x.id))) {
           const n = (retries.get(u.id) ?? 0) + 1;
           retries.set(u.id, n);

@@ -4,8 +4,16 @@
  * of arrival changes the result by ~1e-16 relative, far below float32 resolution. The mean gradient is
  * Σ gradSum / Σ count over all micro-batches of the step. Loss and accuracy likewise.
  */
-export function allFinite(a: Float32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
+/** A gradient as one array or as consecutive chunks (frame views from the transport). */
+export type Gradient = Float32Array | Float32Array[];
+
+const chunksOf = (g: Gradient): Float32Array[] => (Array.isArray(g) ? g : [g]);
+export const gradientLength = (g: Gradient): number => chunksOf(g).reduce((s, c) => s + c.length, 0);
+
+export function allFinite(g: Gradient): boolean {
+  for (const a of chunksOf(g)) {
+    for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
+  }
   return true;
 }
 
@@ -31,10 +39,16 @@ export class GradientAccumulator {
     this.correct = 0;
   }
 
-  add(gradSum: Float32Array, count: number, lossSum: number, correct = 0): void {
-    if (gradSum.length !== this.size) throw new Error(`gradient has ${gradSum.length} elements, expected ${this.size}`);
+  add(gradSum: Gradient, count: number, lossSum: number, correct = 0): void {
+    const length = gradientLength(gradSum);
+    if (length !== this.size) throw new Error(`gradient has ${length} elements, expected ${this.size}`);
     const s = this.sum;
-    for (let i = 0; i < s.length; i++) s[i] += gradSum[i];
+    let at = 0;
+    for (const c of chunksOf(gradSum)) {
+      const n = c.length;
+      for (let i = 0; i < n; i++) s[at + i] += c[i];
+      at += n;
+    }
     this.count += count;
     this.lossSum += lossSum;
     this.correct += correct;
@@ -47,6 +61,12 @@ export class GradientAccumulator {
     const inv = 1 / this.count;
     for (let i = 0; i < out.length; i++) out[i] = this.sum[i] * inv;
     return out;
+  }
+
+  /** The float64 sums themselves and the scale that makes them a mean (for a fused SGD pass). */
+  sums(): { sum: Float64Array; scale: number } {
+    if (this.count === 0) throw new Error('no samples accumulated');
+    return { sum: this.sum, scale: 1 / this.count };
   }
 
   meanLoss(): number {

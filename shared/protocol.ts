@@ -16,6 +16,7 @@
  * `decode` never throws anything but `ProtocolError`; decoded arrays view the received frame when the
  * blob came in one suitably aligned frame, else they are fresh copies.
  */
+import type { BlobPool } from './pool.js';
 import { Ajv, type ValidateFunction } from 'ajv';
 
 export const PROTOCOL_VERSION = 1;
@@ -34,7 +35,8 @@ export type Message =
   | { type: 'work'; requestId: number; step: number; mode: Mode; weightsVersion: number; imageSize: number;
       items: WorkItem[]; images: Uint8Array; labels: Int32Array }
   | { type: 'result'; requestId: number; step: number; mode: Mode; items: ItemResult[];
-      gradSum: Float32Array | null; bnStats: Float32Array | null; features: Float32Array | null }
+      /** Decoded with `chunks: true`, a large gradient comes as its frames' views (no reassembly). */
+      gradSum: Float32Array | Float32Array[] | null; bnStats: Float32Array | null; features: Float32Array | null }
   | { type: 'heartbeat' }
   | { type: 'bye'; reason: string }
   | { type: 'end'; reason: string }
@@ -55,6 +57,14 @@ export class ProtocolError extends Error {
 export interface DecodeLimits {
   /** Sum of all frame lengths (header included). Default 1 GiB. */
   maxMessageBytes?: number;
+  /** Where multi-frame blobs of at least pool.minBytes are assembled (reused buffers); default: fresh. */
+  pool?: BlobPool;
+  /**
+   * Return a multi-frame `result.gradSum` as Float32Array views of its frames instead of one
+   * reassembled array (when every frame is 4-byte aligned): a reader that only sums it saves a copy of
+   * the whole gradient and its memory. Default false.
+   */
+  chunks?: boolean;
   /** Length of the JSON header frame. Default 16 MiB. */
   maxHeaderBytes?: number;
 }
@@ -179,12 +189,12 @@ export function encode(msg: Message, chunkBytes: number = DEFAULT_CHUNK_BYTES): 
   return frames;
 }
 
-function assemble(parts: Buffer[], bytes: number, dtype: DType): Float32Array | Uint8Array | Int32Array {
+function assemble(parts: Buffer[], bytes: number, dtype: DType, pool?: BlobPool): Float32Array | Uint8Array | Int32Array {
   const Ctor = CTOR[dtype];
   const width = Ctor.BYTES_PER_ELEMENT;
   const only = parts.length === 1 ? parts[0] : undefined;
   if (only && only.byteOffset % width === 0) return new Ctor(only.buffer as ArrayBuffer, only.byteOffset, bytes / width);
-  const out = new Uint8Array(bytes);
+  const out = pool && bytes >= pool.minBytes ? new Uint8Array(pool.take(bytes)) : new Uint8Array(bytes);
   let off = 0;
   for (const p of parts) {
     out.set(p, off);
@@ -245,7 +255,10 @@ function decodeInner(frames: Buffer[], limits: DecodeLimits): Message {
     if (b.bytes % CTOR[b.dtype].BYTES_PER_ELEMENT !== 0) {
       throw new ProtocolError('blob-align', `blob ${b.field} (${b.dtype}) has ${b.bytes} bytes, not a multiple of 4`);
     }
-    msg[b.field] = assemble(parts, b.bytes, b.dtype);
+    const aligned = parts.every((p) => p.byteOffset % 4 === 0 && p.length % 4 === 0);
+    msg[b.field] = limits.chunks && header.type === 'result' && b.field === 'gradSum' && parts.length > 1 && aligned
+      ? parts.map((p) => new Float32Array(p.buffer as ArrayBuffer, p.byteOffset, p.length / 4))
+      : assemble(parts, b.bytes, b.dtype, limits.pool);
   }
   if (header.type === 'result') {
     msg.items = (header.items as Record<string, unknown>[]).map((it) =>

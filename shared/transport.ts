@@ -17,6 +17,7 @@
  * resolved, until the peer has answered — see the header of ./protocol.ts for the rule and its source.
  * `close()` waits up to `lingerMs` for queued sends, closes the socket, and ends `messages()`.
  */
+import type { BlobPool } from './pool.js';
 import { randomBytes } from 'node:crypto';
 import { Dealer, Router } from 'zeromq';
 import { createLogger, type Logger } from './log.js';
@@ -33,6 +34,10 @@ export interface TransportOptions {
   lingerMs?: number;
   /** ZMTP heartbeat interval; the connection is dropped after 6 silent intervals. 0 disables. Default 5000. */
   heartbeatMs?: number;
+  /** Reusable buffers for large received tensors (give them back with pool.give when done). */
+  pool?: BlobPool;
+  /** Decode result gradients as frame views (see DecodeLimits.chunks). */
+  chunks?: boolean;
 }
 export interface CoordinatorTransport {
   readonly endpoint: string;
@@ -78,6 +83,8 @@ class Endpoint<S extends Sock> {
   protected readonly chunkBytes: number;
   protected readonly maxMessageBytes: number;
   protected readonly log: Logger;
+  protected readonly pool: BlobPool | undefined;
+  protected readonly chunks: boolean;
   private readonly lingerMs: number;
   private tail: Promise<unknown> = Promise.resolve();
   private closing = false;
@@ -88,6 +95,8 @@ class Endpoint<S extends Sock> {
     this.maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.log = opts.log ?? createLogger({ component: 'transport' });
     this.lingerMs = opts.lingerMs ?? 1000;
+    this.pool = opts.pool;
+    this.chunks = opts.chunks ?? false;
     const hb = opts.heartbeatMs ?? 5000;
     sock.linger = this.lingerMs;
     sock.maxMessageSize = this.maxMessageBytes;
@@ -138,7 +147,7 @@ class Endpoint<S extends Sock> {
   /** decode(), or undefined after logging why the message was dropped. */
   protected tryDecode(frames: Buffer[], peer: string | undefined): Message | undefined {
     try {
-      return decode(frames, { maxMessageBytes: this.maxMessageBytes });
+      return decode(frames, { maxMessageBytes: this.maxMessageBytes, pool: this.pool, chunks: this.chunks });
     } catch (e) {
       const reason = e instanceof ProtocolError ? e.reason : String(e);
       const code = e instanceof ProtocolError ? e.code : 'internal';

@@ -6,6 +6,8 @@
  * single micro-batch's compute blocks the event loop: workers.timeoutMs must exceed it). END → exit 0.
  */
 import { hostname } from 'node:os';
+import * as tf from '@tensorflow/tfjs-core';
+import { BlobPool } from '../shared/pool.js';
 import { resolveConfig, type Config } from '../shared/config/schema.js';
 import { hashOf } from '../shared/config/load.js';
 import type { Logger } from '../shared/log.js';
@@ -40,7 +42,7 @@ class WorkerSession {
   private weightsVersion = -1;
   private heartbeat: NodeJS.Timeout | null = null;
 
-  constructor(private readonly t: WorkerTransport, private readonly args: WorkerRunArgs) {}
+  constructor(private readonly t: WorkerTransport, private readonly args: WorkerRunArgs, private readonly pool: BlobPool) {}
 
   hello(): Promise<void> {
     const { name, backend, capacity } = this.args;
@@ -83,6 +85,9 @@ class WorkerSession {
         if (!this.trainer) return null;
         this.trainer.setState({ weights: msg.weights, bnStats: msg.bnStats });
         this.weightsVersion = msg.version;
+        // wasm copies tensor data into its heap: the receive buffer can serve the next WEIGHTS. (cpu and
+        // tfjs-node keep a reference to it, so there it stays with the tensors.)
+        if (tf.getBackend() === 'wasm') this.pool.give(msg.weights);
         return null;
       case 'work':
         await this.work(msg);
@@ -143,8 +148,9 @@ class WorkerSession {
 
 /** Runs until END (0) or a fatal error (1). */
 export async function runWorker(args: WorkerRunArgs): Promise<number> {
-  const t = connectWorker(args.coordinator, { log: args.log });
-  const session = new WorkerSession(t, args);
+  const pool = new BlobPool(1);
+  const t = connectWorker(args.coordinator, { log: args.log, pool });
+  const session = new WorkerSession(t, args, pool);
   args.log.info('connecting', { event: 'connecting', coordinator: args.coordinator, protocol: PROTOCOL_VERSION, backend: args.backend.name });
   await session.hello();
   session.startHeartbeat(1000);

@@ -18,20 +18,34 @@ export interface SgdState {
 }
 
 /**
- * Applies one step to `weights` in place. `grad` is the mean gradient. `mask`, when given, selects the
+ * Applies one step to `weights` in place. The mean gradient is `grad · gradScale` (pass a float64 sum
+ * and 1/count to skip a separate averaging pass). `mask`, when given, selects the
  * trainable elements (1) — e.g. only the classifier when fine-tuning the last layer; others stay put.
  */
-export function sgdStep(weights: Float32Array, grad: Float32Array, state: SgdState, args: SgdArgs, mask?: Uint8Array): void {
+export function sgdStep(weights: Float32Array, grad: Float32Array | Float64Array, state: SgdState, args: SgdArgs, mask?: Uint8Array, gradScale = 1): void {
   if (grad.length !== weights.length) throw new Error(`sgdStep: gradient has ${grad.length} elements, weights ${weights.length}`);
   const { lr, momentum, weightDecay } = args;
   const first = state.momentumBuffer === null;
   const buf = state.momentumBuffer ?? new Float32Array(weights.length);
   state.momentumBuffer = buf;
-  for (let i = 0; i < weights.length; i++) {
-    if (mask && mask[i] === 0) continue;
-    const d = grad[i] + weightDecay * weights[i];
-    const b = momentum !== 0 ? (first ? d : momentum * buf[i] + d) : d;
+  const n = weights.length;
+  // the mean gradient is rounded to float32 first, as if it had been stored (same numbers as a
+  // separate mean pass), then the update; branches hoisted out of the hot loop
+  const m = momentum !== 0 && !first ? momentum : 0;
+  if (!mask) {
+    for (let i = 0; i < n; i++) {
+      const w = weights[i];
+      const b = m * buf[i] + (Math.fround(grad[i] * gradScale) + weightDecay * w);
+      buf[i] = b;
+      weights[i] = w - lr * b;
+    }
+    return;
+  }
+  for (let i = 0; i < n; i++) {
+    if (mask[i] === 0) continue;
+    const w = weights[i];
+    const b = m * buf[i] + (Math.fround(grad[i] * gradScale) + weightDecay * w);
     buf[i] = b;
-    weights[i] -= lr * b;
+    weights[i] = w - lr * b;
   }
 }

@@ -33,6 +33,7 @@ async function exchange(workers: number, rounds: number): Promise<{ seconds: num
     spawn(process.execPath, [join(here, 'sync_worker.js'), cluster.endpoint, `bench-${i}`], { stdio: 'inherit' }));
   await cluster.waitForWorkers(workers);
   const state = initState(spec, 0);
+  peakRss = 0; // from here on: the exchange itself (the random initialisation above is not part of it)
   const sgd: SgdState = { momentumBuffer: null };
   const times: number[] = [];
   const acc = new GradientAccumulator(spec.trainableCount); // reused, as in the controller
@@ -50,7 +51,8 @@ async function exchange(workers: number, rounds: number): Promise<{ seconds: num
       for (const g of finiteItems(msg, spec.bnStatCount)) bn.push({ index: 0, count: 1, stats: g.stats! });
       return [];
     });
-    sgdStep(state.weights, acc.mean(), sgd, { lr: 5e-4, momentum: 0.9, weightDecay: 1e-5 });
+    const { sum, scale } = acc.sums();
+    sgdStep(state.weights, sum, sgd, { lr: 5e-4, momentum: 0.9, weightDecay: 1e-5 }, undefined, scale); // as the controller
     updateRunningStats(spec, state.bnStats, bn, 0.1);
     if (v > 0) times.push((performance.now() - t0) / 1000);
   }
@@ -65,8 +67,9 @@ async function main(): Promise<void> {
   for (const workers of [2, 4]) {
     peakRss = 0;
     const ex = await exchange(workers, 4);
+    const exchangeRss = peakRss;
     const raw = await rawZmqSeconds(params * 4, workers, ex.chunkBytes);
-    const r = { workers, exchangeSeconds: round(ex.seconds), rawZmqSeconds: round(raw), ratio: round(ex.seconds / raw), coordinatorPeakRssMb: Math.round(peakRss / 2 ** 20) };
+    const r = { workers, exchangeSeconds: round(ex.seconds), rawZmqSeconds: round(raw), ratio: round(ex.seconds / raw), coordinatorPeakRssMb: Math.round(exchangeRss / 2 ** 20) };
     console.log(`${workers} workers: exchange ${r.exchangeSeconds} s (raw ZeroMQ ${r.rawZmqSeconds} s, ${r.ratio}×), coordinator peak RSS ${r.coordinatorPeakRssMb} MB (model ${Math.round((params * 4) / 2 ** 20)} MB)`);
     results.push(r);
   }

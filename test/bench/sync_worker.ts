@@ -4,12 +4,14 @@
  * Usage: node sync_worker.js ENDPOINT NAME
  */
 import { connectWorker } from '../../shared/transport.js';
+import { BlobPool } from '../../shared/pool.js';
 import { createLogger } from '../../shared/log.js';
 import { resolveConfig } from '../../shared/config/schema.js';
 import { buildSpec } from '../../shared/model/spec.js';
 
 const [endpoint, name] = process.argv.slice(2);
-const t = connectWorker(endpoint, { log: createLogger({ component: `worker:${name}`, stream: 'stderr', level: 'warn' }) });
+const pool = new BlobPool(1);
+const t = connectWorker(endpoint, { log: createLogger({ component: `worker:${name}`, stream: 'stderr', level: 'warn' }), pool });
 await t.send({ type: 'hello', name, pid: process.pid, host: 'bench', backend: 'none', capacity: 1 });
 let grad: Float32Array | null = null;
 let bn: Float32Array | null = null;
@@ -19,6 +21,8 @@ for await (const msg of t.messages()) {
     grad = new Float32Array(spec.trainableCount).fill(1e-3); // never modified: safe to send zero-copy again and again
     bn = new Float32Array(spec.bnStatCount).fill(1);
     await t.send({ type: 'ready', modelHash: msg.modelHash });
+  } else if (msg.type === 'weights') {
+    pool.give(msg.weights); // a real worker uploads them to its backend first (worker/run.ts)
   } else if (msg.type === 'work') {
     for (const item of msg.items) {
       await t.send({
