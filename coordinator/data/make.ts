@@ -5,6 +5,8 @@ import { SyntheticSource } from './synthetic.js';
 
 export async function makeDataSource(config: Config): Promise<DataSource> {
   switch (config.data.source) {
+    case 'folder':
+      throw new Error('data.source "folder" is being built (issue #4)');
     case 'synthetic':
       return new SyntheticSource({
         seed: config.seed, identities: config.model.numClasses, imagesPerIdentity: config.data.syntheticImagesPerIdentity,

@@ -26,7 +26,15 @@ export interface Config {
   stall: { patience: number; threshold: number };
   checkpoint: { everySteps: number; keepLast: number };
   workers: { bind: string; minWorkers: number; heartbeatMs: number; timeoutMs: number; chunkBytes: number; maxMessageBytes: number };
-  data: { source: 'synthetic'; syntheticIdentities: number | null; syntheticImagesPerIdentity: number; validationFraction: number };
+  data: {
+    source: 'folder' | 'synthetic'; root: string | null; trainList: string | null; identityMeta: string | null;
+    boxes: string | null; boxMargin: number; validationFraction: number; validationEvery: number | null;
+    loaderThreads: number; prefetchBatches: number; syntheticIdentities: number | null; syntheticImagesPerIdentity: number;
+  };
+  augment: {
+    mode: 'random' | 'fixed' | 'none'; downsampleProbability: number; kMin: number; kMax: number;
+    fixedResolution: number; resizeShorter: number; crop: number | null;
+  };
 }
 
 /** A config that does not validate; `problems` holds one `path: message` line per error. */
