@@ -13,7 +13,7 @@ import { sgdStep, type SgdState } from '../shared/optim/sgd.js';
 import { updateRunningStats, type MicroBatchStats } from './bnstats.js';
 import { CheckpointStore } from './checkpoint.js';
 import type { Cluster } from './cluster.js';
-import { nextPicks } from './data/sampler.js';
+import { nextPicks, type SamplerState } from './data/sampler.js';
 import { VALIDATION_SPLITS, type DataSource, type Sample, type ValidationSplit } from './data/source.js';
 import { finiteItems, type Unit } from './dispatcher.js';
 import { plateauStep } from './plateau.js';
@@ -108,6 +108,7 @@ export class Controller {
         labels: Int32Array.from(mb.picks, (p) => this.data.train[p.sample].label),
       }),
     }));
+    this.prefetchAfter(step - 1, r.t.sampler); // no-op when already asked for; starts the pipeline on step 1
     const acc = this.acc;
     acc.reset();
     const bn: MicroBatchStats[] = [];
@@ -125,6 +126,7 @@ export class Controller {
     });
     r.t.sampler = sampler;
     r.t.step = step;
+    this.prefetchAfter(step, sampler);
     const seconds = (performance.now() - t0) / 1000;
     if (!outcome.ok) {
       this.log.warn('step_skipped', { event: 'step_skipped', step, microBatch: outcome.failedUnit, reason: 'gradient not finite after retries' });
@@ -140,6 +142,21 @@ export class Controller {
       event: 'step', step, maxSteps: cfg.training.maxSteps ?? undefined, loss: acc.meanLoss(), lr: r.t.lr, samples: acc.count, imagesPerSec: acc.count / seconds,
       workers: this.cluster.members.readyWorkers().length, stepSeconds: seconds, commSeconds: outcome.sendSeconds, epoch: sampler.epoch,
     });
+  }
+
+  /** Asks the data source to prepare the next data.prefetchBatches global batches after `step`. */
+  private prefetchAfter(step: number, state: SamplerState): void {
+    const data = this.data;
+    if (!data.prefetch) return;
+    const cfg = this.config;
+    let s = state;
+    for (let i = 1; i <= cfg.data.prefetchBatches; i++) {
+      const next = nextPicks(s, cfg.training.batchSize, cfg.seed, data.train.length);
+      s = next.state;
+      for (const mb of cutMicroBatches(step + i, next.picks, cfg.training.microBatch)) {
+        data.prefetch(mb.picks.map((p) => ({ sample: data.train[p.sample], epoch: p.epoch, position: p.position })));
+      }
+    }
   }
 
   private validationUnits(split: ValidationSplit): Unit[] {

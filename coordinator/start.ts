@@ -11,6 +11,7 @@ import { buildSpec } from '../shared/model/spec.js';
 import { CheckpointStore } from './checkpoint.js';
 import { Cluster } from './cluster.js';
 import { Controller, newRunId, type RunSummary } from './controller.js';
+import { DatasetError } from './data/dataset.js';
 import { makeDataSource } from './data/make.js';
 import { spawnLocalWorkers } from './local_workers.js';
 import { ModelRun } from './run_state.js';
@@ -59,7 +60,17 @@ export async function start(a: StartArgs): Promise<RunSummary> {
     event: 'run_started', runId: run.runId, runDir, resumedFrom: latest, step: run.t.step, configHash: run.configHash,
     parameters: spec.trainableCount, batchSize: a.config.training.batchSize, microBatch: a.config.training.microBatch,
   });
-  const data = await makeDataSource(a.config);
+  let data;
+  try {
+    data = await makeDataSource(a.config, log);
+  } catch (err) {
+    if (err instanceof DatasetError) {
+      log.error('dataset_error', { event: 'dataset_error', error: err.message });
+      await closeLogger(log);
+      throw new UsageError(err.message);
+    }
+    throw err;
+  }
   const cluster = await Cluster.start(a.config, run.runId, log, a.bind);
   a.onListening?.(cluster.endpoint);
   const local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend) : null;
@@ -80,6 +91,7 @@ export async function start(a: StartArgs): Promise<RunSummary> {
     process.off('SIGINT', onSignal);
     await cluster.end('run finished');
     if (local) await local.exited;
+    await data.close?.();
     await closeLogger(log);
   }
 }

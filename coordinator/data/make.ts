@@ -1,12 +1,14 @@
-/** The data source a config asks for. (The VGGFace2 folder reader arrives with issue #4.) */
+/** The data source a config asks for. */
 import type { Config } from '../../shared/config/schema.js';
+import { createLogger, type Logger } from '../../shared/log.js';
+import { FolderSource } from './folder.js';
 import type { DataSource } from './source.js';
 import { SyntheticSource } from './synthetic.js';
 
-export async function makeDataSource(config: Config): Promise<DataSource> {
+export async function makeDataSource(config: Config, log: Logger = createLogger({ component: 'data', stream: 'stderr' })): Promise<DataSource> {
   switch (config.data.source) {
     case 'folder':
-      throw new Error('data.source "folder" is being built (issue #4)');
+      return FolderSource.open(config, log);
     case 'synthetic':
       return new SyntheticSource({
         seed: config.seed, identities: config.model.numClasses, imagesPerIdentity: config.data.syntheticImagesPerIdentity,

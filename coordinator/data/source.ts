@@ -25,4 +25,8 @@ export interface DataSource {
   trainImages(requests: TrainRequest[]): Promise<Uint8Array>;
   /** uint8 [n, size, size, 3]; 'res24' down-sampled to the low resolution and back, 'full' unchanged. */
   validationImages(split: ValidationSplit, samples: readonly Sample[]): Promise<Uint8Array>;
+  /** Start loading these (a future micro-batch) now; trainImages with the same requests takes the result. */
+  prefetch?(requests: TrainRequest[]): void;
+  /** Stops loader threads. */
+  close?(): Promise<void>;
 }

@@ -52,6 +52,11 @@ export function loadConfig(file: string | null, sets: string[] = []): Config {
   if (config.training.batchSize % config.training.microBatch !== 0) {
     problems.push(`training.microBatch: ${config.training.microBatch} must divide training.batchSize (${config.training.batchSize})`);
   }
+  if (config.data.source === 'folder' && !config.data.root) problems.push('data.root: required when data.source is "folder"');
+  if (config.augment.crop !== null && config.augment.crop !== config.model.inputSize) {
+    problems.push(`augment.crop: ${config.augment.crop} differs from model.inputSize (${config.model.inputSize})`);
+  }
+  if (config.augment.kMin > config.augment.kMax) problems.push(`augment.kMin: ${config.augment.kMin} is above augment.kMax (${config.augment.kMax})`);
   if (config.data.syntheticIdentities !== null && config.data.syntheticIdentities !== config.model.numClasses) {
     problems.push(`data.syntheticIdentities: ${config.data.syntheticIdentities} differs from model.numClasses (${config.model.numClasses})`);
   }

@@ -1,0 +1,140 @@
+/**
+ * coordinator/data/resample.ts against Pillow 9.4's Image.resize(..., BILINEAR). The expected images come
+ * from test/fixtures/make_pil_reference.py (pil_reference.npz + pil_reference.json): real face images
+ * taken down to shorter sides 8…64 and back up, to shorter side 256, and to odd sizes (non-integer factors,
+ * 1-pixel inputs and outputs, one-pass-only and same-size resizes). Bound: mean abs difference ≤ 1 gray
+ * level per case (the issue's bound); the diagnostics report the measured mean and max (we aim for 0).
+ * Also: cropped resizes (resizeInto windows) equal resize-then-crop, and sizeForShorter's rounding rule.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fixturesDir } from '../../shared/paths.js';
+import { readNpz } from '../../shared/model/npz.js';
+import { resampleBackend, resizeBilinear, resizeInto, sizeForShorter, type RgbImage } from '../../coordinator/data/resample.js';
+
+interface ResizeCase { name: string; input: string; width: number; height: number }
+interface Index { pillow: string; resize: ResizeCase[]; sizes: (number | null)[][] }
+
+function loadFixture(): { index: Index; images: Map<string, RgbImage> } {
+  const index = JSON.parse(readFileSync(join(fixturesDir, 'pil_reference.json'), 'utf8')) as Index;
+  const { tensors } = readNpz(new Uint8Array(readFileSync(join(fixturesDir, 'pil_reference.npz'))));
+  const images = new Map<string, RgbImage>();
+  for (const [name, t] of tensors) {
+    assert.equal(t.shape.length, 3, name);
+    images.set(name, { height: t.shape[0], width: t.shape[1], data: Uint8Array.from(t.data) });
+  }
+  return { index, images };
+}
+
+function diff(a: Uint8Array, b: Uint8Array): { mean: number; max: number; differing: number } {
+  assert.equal(a.length, b.length);
+  let sum = 0;
+  let max = 0;
+  let differing = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    sum += d;
+    if (d > max) max = d;
+    if (d) differing++;
+  }
+  return { mean: sum / a.length, max, differing };
+}
+
+const { index, images } = loadFixture();
+const get = (name: string): RgbImage => {
+  const img = images.get(name);
+  assert.ok(img, `fixture array ${name}`);
+  return img;
+};
+
+const DEFAULT_BACKEND = resampleBackend();
+
+it(`fixture made with Pillow ${index.pillow}; default backend ${DEFAULT_BACKEND}`, () => {
+  assert.equal(index.pillow, '9.4.0');
+  assert.ok(index.resize.length >= 30);
+  assert.equal(DEFAULT_BACKEND, 'wasm', 'WebAssembly SIMD is expected on Node >= 20');
+});
+
+for (const backend of ['wasm', 'js'] as const) describe(`resample (${backend} passes): Pillow BILINEAR`, () => {
+  before(() => resampleBackend(backend));
+  after(() => resampleBackend(DEFAULT_BACKEND));
+
+  let worstMean = 0;
+  let worstMax = 0;
+  for (const c of index.resize) {
+    it(`${c.name}: ${c.input} → ${c.width}x${c.height}`, (t) => {
+      const src = get(c.input);
+      const want = get(c.name);
+      assert.equal(want.width, c.width);
+      assert.equal(want.height, c.height);
+      const got = resizeBilinear(src, c.width, c.height);
+      assert.equal(got.width, c.width);
+      assert.equal(got.height, c.height);
+      const d = diff(got.data, want.data);
+      worstMean = Math.max(worstMean, d.mean);
+      worstMax = Math.max(worstMax, d.max);
+      t.diagnostic(`${src.width}x${src.height} → ${c.width}x${c.height}: mean abs diff ${d.mean.toFixed(4)}, max ${d.max}, ${d.differing} of ${got.data.length} values differ`);
+      assert.ok(d.mean <= 1.0, `mean abs diff ${d.mean} > 1`);
+    });
+  }
+  it('summary over all cases', (t) => {
+    t.diagnostic(`worst mean abs diff ${worstMean.toFixed(4)}, worst max abs diff ${worstMax}`);
+    assert.ok(worstMean <= 1.0);
+  });
+
+  it('a window of the resize (resizeInto) equals resize-then-crop, also with a destination stride', () => {
+    const src = get('in_portrait');
+    for (const [w, h] of [[256, 341], [150, 200], [150, 97], [61, 200], [9, 13]] as const) {
+      const full = resizeBilinear(src, w, h);
+      for (const [x0, y0, cw, ch] of [[0, 0, w, h], [3, 5, w - 7, h - 9], [w - 1, h - 1, 1, 1], [1, 0, Math.min(4, w - 1), h]]) {
+        const stride = (cw + 2) * 3;
+        const dst = new Uint8Array(ch * stride + 6).fill(7);
+        resizeInto(src, w, h, x0, y0, cw, ch, dst, 3, stride);
+        for (let r = 0; r < ch; r++) {
+          const got = dst.subarray(3 + r * stride, 3 + r * stride + cw * 3);
+          const s = ((y0 + r) * w + x0) * 3;
+          assert.deepEqual(got, full.data.subarray(s, s + cw * 3), `${w}x${h} window ${cw}x${ch}+${x0}+${y0} row ${r}`);
+          assert.equal(dst[r * stride + 2], 7, 'bytes outside the window untouched');
+        }
+      }
+    }
+  });
+
+  it('is deterministic and leaves its input alone', () => {
+    const src = get('in_lfw');
+    const copy = Uint8Array.from(src.data);
+    const a = resizeBilinear(src, 37, 91);
+    const b = resizeBilinear(src, 37, 91);
+    assert.deepEqual(a.data, b.data);
+    assert.deepEqual(src.data, copy);
+  });
+
+  it('rejects bad sizes, bad buffers and windows outside the output', () => {
+    const src = get('in_small');
+    assert.throws(() => resizeBilinear(src, 0, 5), RangeError);
+    assert.throws(() => resizeBilinear(src, 5.5, 5), RangeError);
+    assert.throws(() => resizeBilinear({ width: 2, height: 2, data: new Uint8Array(11) }, 4, 4), RangeError);
+    assert.throws(() => resizeInto(src, 10, 10, 5, 0, 6, 1, new Uint8Array(100)), RangeError);
+  });
+});
+
+describe('resample: sizeForShorter (torchvision Resize(int))', () => {
+  it('shorter side becomes `shorter`, the long side is truncated', () => {
+    assert.deepEqual(sizeForShorter(250, 250, 256), [256, 256]);
+    assert.deepEqual(sizeForShorter(150, 200, 256), [256, 341]); // 341.33
+    assert.deepEqual(sizeForShorter(200, 150, 256), [341, 256]);
+    assert.deepEqual(sizeForShorter(41, 46, 256), [256, 287]); // 287.2
+    assert.deepEqual(sizeForShorter(3, 5, 256), [256, 426]); // 426.67: truncated, not rounded
+    assert.deepEqual(sizeForShorter(279, 96, 256), [744, 256]);
+    assert.deepEqual(sizeForShorter(256, 300, 256), [256, 300]); // already there
+    assert.deepEqual(sizeForShorter(1000, 1, 8), [8000, 8]);
+  });
+
+  it(`matches Python's int(size * long / short) on ${index.sizes.length} sizes from the fixture`, () => {
+    for (const [w, h, s, tw, th] of index.sizes as number[][]) {
+      assert.deepEqual(sizeForShorter(w, h, s), [tw, th], `${w}x${h} → ${s}`);
+    }
+  });
+});
