@@ -1,9 +1,14 @@
 /**
- * Decoding an image file into interleaved 8-bit RGB: sharp (libjpeg-turbo, libpng, libwebp) for the
- * usual formats, a few lines for binary PGM (P5, e.g. the ORL faces) which sharp does not read. A face
- * box, when given, is cut out (with its margin) before anything else. Greyscale becomes RGB.
+ * Decoding an image file into interleaved 8-bit RGB. JPEG (nearly all of VGGFace2) goes through
+ * mozjpeg compiled to WebAssembly (@jsquash/jpeg): ~2× faster than a sharp call per 250×250 image
+ * here, where sharp's per-call overhead dominates; a JPEG without its end-of-image marker is reported
+ * as truncated (libjpeg would fill the missing part with grey). Other formats go through sharp
+ * (libpng, libwebp, …); binary PGM (P5, e.g. the ORL faces), which sharp does not read, is parsed here.
+ * A face box, when given, is cut out (with its margin) before anything else. Greyscale becomes RGB.
  */
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import decodeJpeg, { init as initJpeg } from '@jsquash/jpeg/decode.js';
 import sharp from 'sharp';
 import type { RgbImage } from './resample.js';
 
@@ -55,6 +60,43 @@ function cut(img: RgbImage, b: Box): RgbImage {
   return { width: b.width, height: b.height, data };
 }
 
+let jpegReady: Promise<void> | null = null;
+
+function jpegCodec(): Promise<void> {
+  jpegReady ??= (async () => {
+    const wasm = await readFile(createRequire(import.meta.url).resolve('@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm'));
+    const wa = (globalThis as unknown as { WebAssembly: { compile(b: Uint8Array): Promise<unknown> } }).WebAssembly;
+    await (initJpeg as (m: unknown) => Promise<void>)(await wa.compile(wasm));
+  })();
+  return jpegReady;
+}
+
+/** True when an end-of-image marker (FF D9) sits near the end (trailing padding is tolerated). */
+function hasJpegEnd(bytes: Buffer): boolean {
+  for (let i = bytes.length - 2; i >= Math.max(0, bytes.length - 4096); i--) if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return true;
+  return false;
+}
+
+async function decodeJpegRgb(path: string, bytes: Buffer): Promise<RgbImage> {
+  if (!hasJpegEnd(bytes)) throw new BadImageError(path, 'truncated JPEG (no end-of-image marker)');
+  await jpegCodec();
+  let rgba: { width: number; height: number; data: Uint8ClampedArray };
+  try {
+    rgba = await decodeJpeg(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer);
+  } catch (err) {
+    throw new BadImageError(path, `not a readable JPEG (${(err as Error).message})`);
+  }
+  const n = rgba.width * rgba.height;
+  const data = new Uint8Array(n * 3);
+  const src = rgba.data;
+  for (let i = 0, j = 0; i < n; i++, j += 4) {
+    data[3 * i] = src[j];
+    data[3 * i + 1] = src[j + 1];
+    data[3 * i + 2] = src[j + 2];
+  }
+  return { width: rgba.width, height: rgba.height, data };
+}
+
 /** The decoded image, optionally cropped to `box` (already clamped to the image by the caller). */
 export async function decodeImage(path: string, box: ((w: number, h: number) => Box) | null = null): Promise<RgbImage> {
   let bytes: Buffer;
@@ -67,6 +109,8 @@ export async function decodeImage(path: string, box: ((w: number, h: number) => 
   let img: RgbImage;
   if (bytes[0] === 0x50 && bytes[1] === 0x35) {
     img = parsePgm(path, bytes);
+  } else if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) {
+    img = await decodeJpegRgb(path, bytes);
   } else {
     try {
       const { data, info } = await sharp(bytes, { failOn: 'truncated' }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });

@@ -74,17 +74,20 @@ function buildCoeffs(inSize: number, outSize: number): Coeffs {
     first[i] = lo + a;
     count[i] = b - a;
     offset[i] = packed.length;
-    packed.push(...fixed.slice(a, b));
+    for (let x = a; x < b; x++) packed.push(fixed[x]);
   }
   const weights = Int32Array.from(packed);
-  const kmax = Math.max(...count);
+  const kmax = count.reduce((m, c) => Math.max(m, c), 0);
   const recInts = kmax <= 2 ? 3 : 2 + kmax;
   const rec = new Int32Array(outSize * recInts);
   for (let i = 0; i < outSize; i++) {
     const r = i * recInts;
     const w = weights.subarray(offset[i], offset[i] + count[i]);
     if (kmax <= 2) rec.set([first[i] * 3, w[0] ?? 0, w[1] ?? 0], r);
-    else rec.set([count[i], first[i] * 3, ...w], r);
+    else {
+      rec.set([count[i], first[i] * 3], r);
+      rec.set(w, r + 2);
+    }
   }
   return { first, count, offset, weights, kmax, rec, recInts };
 }
@@ -113,9 +116,7 @@ function horizontal(src: RgbImage, outW: number, x0: number, cw: number, r0: num
     let o = dstOff + (y - r0) * dstStride;
     for (let xx = x0; xx < x0 + cw; xx++) {
       let p = (y * src.width + first[xx]) * 3;
-      let s0 = HALF;
-      let s1 = HALF;
-      let s2 = HALF;
+      let s0 = HALF, s1 = HALF, s2 = HALF;
       for (let k = offset[xx], end = k + count[xx]; k < end; k++, p += 3) {
         s0 += s[p] * weights[k];
         s1 += s[p + 1] * weights[k];
@@ -153,7 +154,7 @@ const get = (l: number): Code => [0x20, l];
 const set = (l: number): Code => [0x21, l];
 const tee = (l: number): Code => [0x22, l];
 const int = (v: number): Code => [0x41, ...sleb(v)];
-const ADD = 0x6a, MUL = 0x6c;
+const ADD = 0x6a;
 const load = (off: number): Code => [0x28, 2, off]; // i32.load
 const simd = (op: number, ...imm: number[]): Code => [0xfd, ...uleb(op), ...imm];
 const V = {
@@ -169,17 +170,21 @@ const inc = (l: number, by: Code): Code => [...get(l), ...by, ADD, ...set(l)];
 const pack = (a: number): Code => [...get(a), ...int(22), ...V.shr, ...tee(a), ...get(a), ...V.pack16, ...tee(a), ...get(a), ...V.pack8];
 const tapH = (acc: number, p: number, px: number, w: Code): Code => [...get(acc), ...get(p), ...V.load8x8u(px), ...V.ext32lo, ...w, ...V.mul, ...V.add, ...set(acc)];
 
-// h2(tab, n, src, stride, rows, dst): 2-tap horizontal pass; locals r 6, x 7, t 8, p 9, o 10, half 11, acc 12
+// Kernels (params first, then locals, by index). Horizontal: one output pixel per step, lanes = R, G, B, junk:
+//   for each row, for each record t: acc = 2^21 + Σ_k widen(src[row + t.off + 3k …]) · t.w[k];
+//   store 4 bytes (the junk byte is overwritten by the next pixel or lands in slack).
+// h2(tab, n, src, stride, rows, dst), records [first·3, w0, w1]; locals r 6, x 7, t 8, p 9, o 10, half 11, acc 12
 const H2 = [...int(HALF), ...V.splat, ...set(11), ...get(5), ...set(10), ...loop(6, 4, int(1), [...get(0), ...set(8), ...loop(7, 1, int(1), [
   ...get(2), ...get(8), ...load(0), ADD, ...set(9), ...get(11), ...set(12),
   ...tapH(12, 9, 0, [...get(8), ...V.loadSplat(4)]), ...tapH(12, 9, 3, [...get(8), ...V.loadSplat(8)]),
   ...get(10), ...pack(12), ...V.store3, ...inc(10, int(3)), ...inc(8, int(12))]), ...inc(2, get(3))])];
-// hN(tab, recBytes, n, src, stride, rows, dst): locals r 7, x 8, k 9, cnt 10, t 11, p 12, w 13, o 14, half 15, acc 16
+// hN(tab, recBytes, n, src, stride, rows, dst), records [count, first·3, w…]; locals r 7, x 8, k 9, cnt 10, t 11, p 12, w 13, o 14, half 15, acc 16
 const HN = [...int(HALF), ...V.splat, ...set(15), ...get(6), ...set(14), ...loop(7, 5, int(1), [...get(0), ...set(11), ...loop(8, 2, int(1), [
   ...get(11), ...load(0), ...set(10), ...get(3), ...get(11), ...load(4), ADD, ...set(12), ...get(11), ...int(8), ADD, ...set(13), ...get(15), ...set(16),
   ...loop(9, 10, int(1), [...tapH(16, 12, 0, [...get(13), ...V.loadSplat(0)]), ...inc(12, int(3)), ...inc(13, int(4))]),
   ...get(14), ...pack(16), ...V.store3, ...inc(14, int(3)), ...inc(11, get(1))]), ...inc(3, get(4))])];
-// vN(tab, recBytes, rows, src, stride, dst, n): records [count, byte offset of the first row, w…];
+// Vertical: 16 bytes of a row per step, four i32x4 sums: out[i…i+15] = pack(2^21 + Σ_k src[off + k·stride + i…] · w[k]).
+// vN(tab, recBytes, rows, src, stride, dst, n), records [count, byte offset of the first row, w…];
 // locals r 7, i 8, k 9, cnt 10, p 11, w 12, half 13, a0–a3 14–17, wv 18, lo 19, hi 20
 const tapV = (a: number, px16: number, ext: Code): Code => [...get(a), ...get(px16), ...ext, ...get(18), ...V.mul, ...V.add, ...set(a)];
 const shr = (a: number): Code => [...get(a), ...int(22), ...V.shr];
@@ -295,7 +300,7 @@ export function resizeInto(src: RgbImage, outW: number, outH: number, x0: number
     throw new RangeError(`resample: bad image ${inW}x${inH} with ${data.length} bytes`);
   }
   if (!Number.isInteger(outW) || !Number.isInteger(outH) || outW < 1 || outH < 1) throw new RangeError(`resample: bad output size ${outW}x${outH}`);
-  if (!(x0 >= 0 && y0 >= 0 && cw >= 0 && ch >= 0 && x0 + cw <= outW && y0 + ch <= outH)) {
+  if (![x0, y0, cw, ch].every((v) => Number.isInteger(v) && v >= 0) || x0 + cw > outW || y0 + ch > outH) {
     throw new RangeError(`resample: window ${cw}x${ch}+${x0}+${y0} outside ${outW}x${outH}`);
   }
   if (cw === 0 || ch === 0) return;

@@ -58,22 +58,35 @@ export function splitImages(ds: Dataset, a: { seed: number; fraction: number; ev
   if (a.every === null && !(a.fraction >= 0 && a.fraction <= 1)) {
     throw new RangeError(`splitImages: fraction must be in [0, 1], got ${a.fraction}`);
   }
-  const train: ImageEntry[] = [];
-  const validation: ImageEntry[] = [];
+  // held-out indices first, so that both lists are allocated once at their final size
+  const lists: ImageEntry[][] = [];
+  const held: number[][] = [];
+  let total = 0;
+  let nHeld = 0;
   ds.byIdentity.forEach((images, label) => {
-    const identity = ds.identities[label];
     // the Dataset contract says sorted by key; re-sort a copy if a hand-made one is not
-    if (images.some((img, i) => i > 0 && images[i - 1].key > img.key)) images = [...images].sort((x, y) => (x.key < y.key ? -1 : 1));
-    const held = heldOutIndices(identity, images.length, a);
-    let h = 0;
-    images.forEach((img, i) => {
-      if (h < held.length && held[h] === i) {
-        validation.push(img);
-        h++;
+    let sorted = true;
+    for (let i = 1; i < images.length && sorted; i++) sorted = images[i - 1].key <= images[i].key;
+    lists.push(sorted ? images : [...images].sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0)));
+    const h = heldOutIndices(ds.identities[label], images.length, a);
+    held.push(h);
+    total += images.length;
+    nHeld += h.length;
+  });
+  const train: ImageEntry[] = new Array(total - nHeld);
+  const validation: ImageEntry[] = new Array(nHeld);
+  let t = 0;
+  let v = 0;
+  lists.forEach((images, label) => {
+    const h = held[label];
+    for (let i = 0, k = 0; i < images.length; i++) {
+      if (k < h.length && h[k] === i) {
+        validation[v++] = images[i];
+        k++;
       } else {
-        train.push(img);
+        train[t++] = images[i];
       }
-    });
+    }
   });
   return { train, validation };
 }

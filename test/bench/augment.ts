@@ -2,8 +2,10 @@
  * `npm run bench:augment [DIR]`: images/s of the whole training pipeline — read, decode (sharp), the
  * paper's augmentation at p = 0.7 (down to 2^k and back, shorter side 256, random 224 crop, bilinear as
  * PIL), BGR — ending in the uint8 224×224×3 array, over the JPEGs under DIR (default
- * ../shared/datasets/lfw_devtrain), on 1 loader thread and on one per core. Last line: JSON.
+ * ../shared/datasets/lfw_devtrain), on 1 loader thread and on one per core, and the same pipeline in
+ * PIL on one core for reference (when /usr/bin/python3 has python3-pil). Last line: JSON.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,6 +47,13 @@ async function measure(files: string[], threads: number, args: AugmentArgs, roun
   return rates.sort((a, b) => a - b)[Math.floor(rates.length / 2)];
 }
 
+/** The same pipeline in PIL via /usr/bin/python3 (Debian's python3-pil), when available. */
+function pilReference(dir: string): number | null {
+  const r = spawnSync('/usr/bin/python3', [join(repoRoot, 'test', 'bench', 'pil_augment.py'), dir], { encoding: 'utf8' });
+  if (r.status !== 0) return null;
+  return (JSON.parse(r.stdout.trim().split('\n').pop()!) as { imagesPerSec: number }).imagesPerSec;
+}
+
 async function main(): Promise<void> {
   const dir = resolve(process.argv[2] ?? join(repoRoot, '..', 'shared', 'datasets', 'lfw_devtrain'));
   const files = images(dir);
@@ -56,7 +65,12 @@ async function main(): Promise<void> {
   console.log(`1 thread: ${one.toFixed(0)} images/s (${files.length} images from ${dir})`);
   const all = await measure(files, cores, args, 3);
   console.log(`${cores} threads: ${all.toFixed(0)} images/s`);
-  console.log(JSON.stringify({ bench: 'augment', images: files.length, oneThreadImagesPerSec: Math.round(one), allThreadsImagesPerSec: Math.round(all), threads: cores }));
+  const pil = pilReference(dir);
+  if (pil !== null) console.log(`PIL (one core, the authors' library): ${pil.toFixed(0)} images/s → this pipeline on 1 thread is ${(one / pil).toFixed(2)}×`);
+  console.log(JSON.stringify({
+    bench: 'augment', images: files.length, oneThreadImagesPerSec: Math.round(one), allThreadsImagesPerSec: Math.round(all), threads: cores,
+    ...(pil === null ? {} : { pilOneCoreImagesPerSec: Math.round(pil) }),
+  }));
 }
 
 main().catch((err: unknown) => {

@@ -4,7 +4,9 @@
  * taken down to shorter sides 8…64 and back up, to shorter side 256, and to odd sizes (non-integer factors,
  * 1-pixel inputs and outputs, one-pass-only and same-size resizes). Bound: mean abs difference ≤ 1 gray
  * level per case (the issue's bound); the diagnostics report the measured mean and max (we aim for 0).
- * Also: cropped resizes (resizeInto windows) equal resize-then-crop, and sizeForShorter's rounding rule.
+ * Every case runs on both backends (WebAssembly SIMD, the default, and the TypeScript fallback), and the
+ * two are also compared on random sizes and windows. Also: cropped resizes (resizeInto windows) equal
+ * resize-then-crop, and sizeForShorter's rounding rule.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixturesDir } from '../../shared/paths.js';
 import { readNpz } from '../../shared/model/npz.js';
+import { rng } from '../../shared/rng.js';
 import { resampleBackend, resizeBilinear, resizeInto, sizeForShorter, type RgbImage } from '../../coordinator/data/resample.js';
 
 interface ResizeCase { name: string; input: string; width: number; height: number }
@@ -117,6 +120,33 @@ for (const backend of ['wasm', 'js'] as const) describe(`resample (${backend} pa
     assert.throws(() => resizeBilinear(src, 5.5, 5), RangeError);
     assert.throws(() => resizeBilinear({ width: 2, height: 2, data: new Uint8Array(11) }, 4, 4), RangeError);
     assert.throws(() => resizeInto(src, 10, 10, 5, 0, 6, 1, new Uint8Array(100)), RangeError);
+  });
+});
+
+describe('resample: WebAssembly passes = TypeScript passes', () => {
+  after(() => resampleBackend(DEFAULT_BACKEND));
+  it('on 300 random sizes and windows (1-pixel sides, up to 1:200 shrinks, strided destinations)', () => {
+    const r = rng(20190801);
+    const pick = (lo: number, hi: number): number => r.int(lo, hi);
+    for (let c = 0; c < 300; c++) {
+      const inW = c % 10 === 0 ? 1 : pick(1, 400);
+      const inH = c % 10 === 1 ? 1 : pick(1, 400);
+      const data = Uint8Array.from({ length: inW * inH * 3 }, () => pick(0, 255));
+      const outW = c % 7 === 0 ? inW : c % 5 === 0 ? pick(1, 3) : pick(1, 300);
+      const outH = c % 11 === 0 ? inH : pick(1, 300);
+      const cw = pick(1, outW);
+      const ch = pick(1, outH);
+      const x0 = pick(0, outW - cw);
+      const y0 = pick(0, outH - ch);
+      const pad = pick(0, 2) * 3;
+      const run = (backend: 'wasm' | 'js'): Uint8Array => {
+        resampleBackend(backend);
+        const dst = new Uint8Array(ch * (cw * 3 + pad) + 1).fill(0xee);
+        resizeInto({ width: inW, height: inH, data }, outW, outH, x0, y0, cw, ch, dst, 0, cw * 3 + pad);
+        return dst;
+      };
+      assert.deepEqual(run('wasm'), run('js'), `${inW}x${inH} → ${outW}x${outH} window ${cw}x${ch}+${x0}+${y0} pad ${pad}`);
+    }
   });
 });
 
