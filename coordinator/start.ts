@@ -71,6 +71,11 @@ export async function start(a: StartArgs): Promise<RunSummary> {
     }
     throw err;
   }
+  if (data.numClasses !== a.config.model.numClasses) {
+    await data.close?.();
+    await closeLogger(log);
+    throw new UsageError(`model.numClasses is ${a.config.model.numClasses} but the dataset has ${data.numClasses} identities: set --set model.numClasses=${data.numClasses}`);
+  }
   const cluster = await Cluster.start(a.config, run.runId, log, a.bind);
   a.onListening?.(cluster.endpoint);
   const local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend) : null;
