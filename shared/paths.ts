@@ -17,3 +17,14 @@ function findRepoRoot(start: string): string {
 export const repoRoot: string = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 export const configsDir: string = join(repoRoot, 'configs');
 export const fixturesDir: string = join(repoRoot, 'test', 'fixtures');
+
+/**
+ * The shared real-face datasets (read-only, never copied into the repo): $SHARED_DATASETS, else
+ * ../shared/datasets next to the repository, else /work/shared/datasets; null when none exists.
+ */
+export const datasetsDir: string | null =
+  [process.env.SHARED_DATASETS, join(repoRoot, '..', 'shared', 'datasets'), '/work/shared/datasets']
+    .find((d): d is string => Boolean(d) && existsSync(d as string)) ?? null;
+
+/** For tests that need the shared datasets: a skip reason when they are absent. */
+export const needDatasets: string | false = datasetsDir ? false : 'shared datasets not found (set SHARED_DATASETS)';

@@ -10,7 +10,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { resolveConfig } from '../../shared/config/schema.js';
-import { repoRoot } from '../../shared/paths.js';
+import { datasetsDir, needDatasets, repoRoot } from '../../shared/paths.js';
 import { drawRecipe, type AugmentArgs } from '../../coordinator/data/augment.js';
 import { LoaderPool } from '../../coordinator/data/loader_pool.js';
 
@@ -55,7 +55,7 @@ function pilReference(dir: string): number | null {
 }
 
 async function main(): Promise<void> {
-  const dir = resolve(process.argv[2] ?? join(repoRoot, '..', 'shared', 'datasets', 'lfw_devtrain'));
+  const dir = resolve(process.argv[2] ?? join(datasetsDir ?? join(repoRoot, '..', 'shared', 'datasets'), 'lfw_devtrain'));
   const files = images(dir);
   if (!files.length) throw new Error(`no JPEG or PNG under ${dir}`);
   const config = resolveConfig({ augment: { downsampleProbability: 0.7 } });

@@ -14,9 +14,9 @@ import { dirname, join } from 'node:path';
 import { boxKey, cropBox, parseLooseBoxes } from '../../coordinator/data/boxes.js';
 import { readDataset, DatasetError, type ReadDatasetArgs } from '../../coordinator/data/dataset.js';
 import { CsvFormatError, parseIdentityMeta, readIdentityMeta, splitCsvLine } from '../../coordinator/data/identity_meta.js';
-import { repoRoot } from '../../shared/paths.js';
+import { datasetsDir, needDatasets, repoRoot } from '../../shared/paths.js';
 
-const DATASETS = join(repoRoot, '..', 'shared', 'datasets');
+const DATASETS = datasetsDir ?? '/nonexistent';
 const META_EXCERPT = join(DATASETS, 'face_protocol_formats', 'vggface2_identity_meta_excerpt.csv');
 
 function tmp(t: { after: (fn: () => void) => void }): string {
@@ -77,7 +77,7 @@ test('identity_meta: the real row shapes', () => {
   assert.equal(parseIdentityMeta('\ufeffn000002," ""A""",315,1, f\n').get('n000002')!.flag, 1);
 });
 
-test('identity_meta: the real excerpt (700 rows: 27 with Flag 0, 49 without Sample_Num)', () => {
+test('identity_meta: the real excerpt (700 rows: 27 with Flag 0, 49 without Sample_Num)', { skip: needDatasets }, () => {
   const m = readIdentityMeta(META_EXCERPT);
   assert.equal(m.size, 700);
   const all = [...m.values()];
@@ -226,7 +226,7 @@ test('readDataset: missing root, file root, empty root, no identity folders, bad
     e instanceof DatasetError && e.message.includes(`${join(root, 'bad_meta.csv')}:2`));
 });
 
-test('readDataset: the real lfw_devtrain (298 identities, 2,282 images, matching identities.tsv)', () => {
+test('readDataset: the real lfw_devtrain (298 identities, 2,282 images, matching identities.tsv)', { skip: needDatasets }, () => {
   const root = join(DATASETS, 'lfw_devtrain');
   const t0 = performance.now();
   const ds = readDataset(args(root));
@@ -242,7 +242,7 @@ test('readDataset: the real lfw_devtrain (298 identities, 2,282 images, matching
   console.log(`# lfw_devtrain listed in ${ms.toFixed(1)} ms`);
 });
 
-test('readDataset: vggface2_samples crops (3 test identities; n000106 has Flag 0 in the real meta excerpt)', (t) => {
+test('readDataset: vggface2_samples crops (3 test identities; n000106 has Flag 0 in the real meta excerpt)', { skip: needDatasets }, (t) => {
   const loose = readDataset(args(join(DATASETS, 'vggface2_samples', 'loose_crop')));
   assert.deepEqual(loose.identities, ['n000106', 'n007241', 'n008937']);
   assert.deepEqual(loose.byIdentity.map((l) => l.length), [6, 19, 7]);

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readDataset, type Dataset, type ImageEntry } from '../../coordinator/data/dataset.js';
 import { hashIdentity, heldOutIndices, splitImages } from '../../coordinator/data/split.js';
-import { repoRoot } from '../../shared/paths.js';
+import { datasetsDir, needDatasets, repoRoot } from '../../shared/paths.js';
 
 /** A hand-made dataset: identity i has counts[i] images named 0000.jpg, 0001.jpg, … */
 function fake(counts: number[], names?: string[]): Dataset {
@@ -126,8 +126,8 @@ test('bad arguments are RangeErrors', () => {
   assert.throws(() => splitImages(ds, { seed: 0.5, fraction: 0.1, every: null }), RangeError);
 });
 
-test('the real lfw_devtrain: 5% and every-5th splits partition the 2,282 images', () => {
-  const ds = readDataset({ root: join(repoRoot, '..', 'shared', 'datasets', 'lfw_devtrain'), trainList: null, identityMeta: null, boxes: null });
+test('the real lfw_devtrain: 5% and every-5th splits partition the 2,282 images', { skip: needDatasets }, () => {
+  const ds = readDataset({ root: join(datasetsDir ?? '/nonexistent', 'lfw_devtrain'), trainList: null, identityMeta: null, boxes: null });
   const f = splitImages(ds, { seed: 2019, fraction: 0.05, every: null });
   checkPartition(ds, f);
   // 5..10 images: round(0.05·n) is 0 for n < 10 and 1 (round(0.5)) for n = 10 → the 111 identities with 10
