@@ -21,7 +21,7 @@ export class Cluster {
   private receiving: Promise<void> | null = null;
   private readonly hash: string;
 
-  private constructor(readonly transport: CoordinatorTransport, pool: BlobPool, private readonly config: Config, private readonly runId: string, private readonly log: Logger) {
+  private constructor(readonly transport: CoordinatorTransport, private readonly pool: BlobPool, private readonly config: Config, private readonly runId: string, private readonly log: Logger) {
     this.hash = modelHash(config);
     this.dispatcher = new Dispatcher({
       transport, members: this.members, events: this.events, log, imageSize: config.model.inputSize, pool,
@@ -30,10 +30,14 @@ export class Cluster {
   }
 
   static async start(config: Config, runId: string, log: Logger, bind?: string): Promise<Cluster> {
-    // received gradients stay in their frames (chunks: no reassembly copy) and are summed from there
-    const pool = new BlobPool(2);
+    // gradients stream into one reused buffer, one at a time (maxLent 1): the dispatcher gives it back
+    // once added, then the next worker's gradient is pulled. Memory: weights, momentum, the float64
+    // accumulator and this one buffer, whatever the number of workers; and no fresh allocation per step.
+    const pool = new BlobPool(1, 1 << 20, 1);
+    // receiveHighWaterMark: libzmq reads at most 8 messages (gradient parts) ahead per worker, so parts
+    // do not pile up in memory while this process is busy (e.g. adding the previous gradient)
     const transport = await bindCoordinator(bind ?? config.workers.bind, {
-      chunkBytes: config.workers.chunkBytes, maxMessageBytes: config.workers.maxMessageBytes, log, pool, chunks: true,
+      chunkBytes: config.workers.chunkBytes, maxMessageBytes: config.workers.maxMessageBytes, log, pool, receiveHighWaterMark: 8,
     });
     const c = new Cluster(transport, pool, config, runId, log);
     c.receiving = c.receive();
@@ -48,6 +52,7 @@ export class Cluster {
 
   private lost(w: WorkerInfo, reason: string): void {
     if (!this.members.lose(w.peer)) return;
+    this.transport.forget(w.peer);
     this.log.warn('worker_lost', { event: 'worker_lost', worker: w.name, reason });
     this.events.push({ kind: 'lost', peer: w.peer });
   }
@@ -55,6 +60,7 @@ export class Cluster {
   private tick(): void {
     const now = Date.now();
     for (const w of this.members.expire(now, this.config.workers.timeoutMs)) {
+      this.transport.forget(w.peer);
       this.log.warn('worker_lost', { event: 'worker_lost', worker: w.name, reason: `no message for ${this.config.workers.timeoutMs} ms` });
       this.events.push({ kind: 'lost', peer: w.peer });
     }
@@ -94,6 +100,7 @@ export class Cluster {
         case 'error':
         case 'heartbeat':
           if (!this.members.seen(peer, now)) {
+            if (msg.type === 'result' && !Array.isArray(msg.gradSum)) this.pool.give(msg.gradSum); // not ours to add
             await this.transport.send(peer, { type: 'error', requestId: null, message: 'unknown worker: say hello' }).catch(() => undefined);
             break;
           }

@@ -83,8 +83,13 @@ export class Dispatcher {
       if (!ev) continue;
       if (ev.kind === 'result') {
         const r = this.settle(ev.msg.requestId, ev.peer, ev.msg.items.map((i) => i.id));
-        const bad = new Set(r && r.job === job ? accept(r.units, ev.msg, ev.peer) : []);
-        if (!Array.isArray(ev.msg.gradSum)) this.d.pool?.give(ev.msg.gradSum); // added (or stale): the buffer is free
+        let bad: Set<string>;
+        try {
+          bad = new Set(r && r.job === job ? accept(r.units, ev.msg, ev.peer) : []);
+        } finally {
+          // added (or stale): the buffer is free, and the next worker's gradient can come in
+          if (!Array.isArray(ev.msg.gradSum)) this.d.pool?.give(ev.msg.gradSum);
+        }
         if (!r || r.job !== job) continue;
         for (const u of r.units.filter((x) => bad.has(x.id))) {
           const n = (retries.get(u.id) ?? 0) + 1;
@@ -134,13 +139,22 @@ export class Dispatcher {
     if (!idle.length) return 0;
     const t0 = performance.now();
     const plan = assignByCapacity(queue.splice(0), idle.map((w) => ({ id: w.peer, capacity: w.capacity })));
+    // weights first, to every worker of the plan that lacks them, all at once: a send resolves once its
+    // worker has pulled the stream, and one worker's pull (or data loading) should not hold up the others
+    const weightsSent = new Map<string, Promise<unknown>>();
+    for (const [peer] of plan) {
+      const w = this.d.members.get(peer)!;
+      if (w.weightsVersion === weights.version) continue;
+      weightsSent.set(peer, this.d.transport.send(peer, { type: 'weights', ...weights }).then(() => {
+        w.weightsVersion = weights.version;
+        return null;
+      }, (err: unknown) => err ?? new Error('weights send failed')));
+    }
     for (const [peer, units] of plan) {
       const w = this.d.members.get(peer)!;
       try {
-        if (w.weightsVersion !== weights.version) {
-          await this.d.transport.send(peer, { type: 'weights', ...weights });
-          w.weightsVersion = weights.version;
-        }
+        const failed = await weightsSent.get(peer);
+        if (failed) throw failed;
         const data = await Promise.all(units.map((u) => u.load()));
         const count = units.reduce((s, u) => s + u.count, 0);
         const images = new Uint8Array(count * this.d.imageSize * this.d.imageSize * 3);

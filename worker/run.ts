@@ -40,6 +40,8 @@ class WorkerSession {
   private spec: ModelSpec | null = null;
   private trainer: Trainer | null = null;
   private weightsVersion = -1;
+  /** The buffer the current tensors view (cpu, tfjs-node): given back once they are replaced. */
+  private heldWeights: Float32Array | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
 
   constructor(private readonly t: WorkerTransport, private readonly args: WorkerRunArgs, private readonly pool: BlobPool) {}
@@ -72,6 +74,8 @@ class WorkerSession {
           return 1;
         }
         this.trainer?.dispose();
+        this.pool.give(this.heldWeights);
+        this.heldWeights = null;
         this.spec = buildSpec(config.model);
         const gc = config.training.gradientCheckpointing;
         this.trainer = new Trainer(this.spec, { checkpoint: gc === 'auto' ? 'auto' : gc === 'always' });
@@ -82,12 +86,22 @@ class WorkerSession {
         return null;
       }
       case 'weights':
-        if (!this.trainer) return null;
+        if (!this.trainer) {
+          this.pool.give(msg.weights);
+          return null;
+        }
         this.trainer.setState({ weights: msg.weights, bnStats: msg.bnStats });
         this.weightsVersion = msg.version;
-        // wasm copies tensor data into its heap: the receive buffer can serve the next WEIGHTS. (cpu and
-        // tfjs-node keep a reference to it, so there it stays with the tensors.)
-        if (tf.getBackend() === 'wasm') this.pool.give(msg.weights);
+        // The weights streamed into a pooled buffer (shared/transport.ts). wasm copies tensor data into
+        // its heap: the buffer can take the next WEIGHTS at once. cpu and tfjs-node keep a reference to it
+        // until the tensors are disposed, i.e. until the next setState: the previous buffer is free now.
+        // Either way the next WEIGHTS lands in memory already touched (no page faults).
+        if (tf.getBackend() === 'wasm') {
+          this.pool.give(msg.weights);
+        } else {
+          this.pool.give(this.heldWeights);
+          this.heldWeights = msg.weights;
+        }
         return null;
       case 'work':
         await this.work(msg);

@@ -3,7 +3,7 @@
  * DEALERs and get `bytes` back from each, with nothing but Buffer frames of `chunkBytes` (no JSON header,
  * no validation, no typed-array assembly). The DEALERs are child processes running this same file with
  * `--dealer`, like the real benchmark's workers, so each side has its own event loop and ZeroMQ I/O thread.
- * One warm-up round, then the median of `runs` rounds. Payloads are allocated once and sent zero-copy
+ * `warmup` untimed rounds, then the median of `runs` rounds. Payloads are allocated once and sent zero-copy
  * (never modified), so the figure is the transport floor the real exchange is compared against.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,7 +20,7 @@ function chunks(payload: Buffer, chunkBytes: number): Buffer[] {
 const total = (frames: Buffer[]): number => frames.reduce((s, f) => s + f.length, 0);
 
 /** Median seconds for one round: `bytes` out to every worker, `bytes` back from every worker. */
-export async function rawZmqSeconds(bytes: number, workers: number, chunkBytes: number, runs = 3): Promise<number> {
+export async function rawZmqSeconds(bytes: number, workers: number, chunkBytes: number, runs = 3, warmup = 1): Promise<number> {
   const router = new Router({ linger: 0, mandatory: true });
   await router.bind('tcp://127.0.0.1:0');
   const endpoint = router.lastEndpoint!;
@@ -31,14 +31,14 @@ export async function rawZmqSeconds(bytes: number, workers: number, chunkBytes: 
     while (peers.length < workers) peers.push((await router.receive())[0]);
     const frames = chunks(Buffer.alloc(bytes, 7), chunkBytes);
     const times: number[] = [];
-    for (let r = 0; r <= runs; r++) {
+    for (let r = 0; r < warmup + runs; r++) {
       const t0 = performance.now();
       for (const id of peers) await router.send([id, ...frames]);
       for (let got = 0; got < workers; got++) {
         const [, ...reply] = await router.receive();
         if (total(reply) !== bytes) throw new Error(`raw bench: got ${total(reply)} bytes back, expected ${bytes}`);
       }
-      if (r > 0) times.push((performance.now() - t0) / 1000);
+      if (r >= warmup) times.push((performance.now() - t0) / 1000);
     }
     for (const id of peers) await router.send([id, STOP]);
     await Promise.all(children.map((c) => new Promise((res) => (c.exitCode !== null ? res(null) : c.once('exit', res)))));

@@ -1,7 +1,7 @@
 /**
  * A worker for bench:sync whose compute is skipped: real protocol and transport, it takes the weights
  * and answers each micro-batch at once with a (constant) gradient of the full model's size.
- * Usage: node sync_worker.js ENDPOINT NAME
+ * Usage: node sync_worker.js ENDPOINT NAME [CHUNK_BYTES]
  */
 import { connectWorker } from '../../shared/transport.js';
 import { BlobPool } from '../../shared/pool.js';
@@ -9,9 +9,9 @@ import { createLogger } from '../../shared/log.js';
 import { resolveConfig } from '../../shared/config/schema.js';
 import { buildSpec } from '../../shared/model/spec.js';
 
-const [endpoint, name] = process.argv.slice(2);
+const [endpoint, name, chunk] = process.argv.slice(2);
 const pool = new BlobPool(1);
-const t = connectWorker(endpoint, { log: createLogger({ component: `worker:${name}`, stream: 'stderr', level: 'warn' }), pool });
+const t = connectWorker(endpoint, { log: createLogger({ component: `worker:${name}`, stream: 'stderr', level: 'warn' }), pool, ...(chunk ? { chunkBytes: Number(chunk) } : {}) });
 await t.send({ type: 'hello', name, pid: process.pid, host: 'bench', backend: 'none', capacity: 1 });
 let grad: Float32Array | null = null;
 let bn: Float32Array | null = null;
@@ -22,7 +22,7 @@ for await (const msg of t.messages()) {
     bn = new Float32Array(spec.bnStatCount).fill(1);
     await t.send({ type: 'ready', modelHash: msg.modelHash });
   } else if (msg.type === 'weights') {
-    pool.give(msg.weights); // a real worker uploads them to its backend first (worker/run.ts)
+    pool.give(msg.weights); // the stream's buffer: a real worker uploads the weights to its backend first (worker/run.ts)
   } else if (msg.type === 'work') {
     for (const item of msg.items) {
       await t.send({

@@ -3,13 +3,16 @@
  * multi-frame and odd-sized blobs, unaligned frames, null blobs, non-finite losses); encoding is zero-copy;
  * each kind of malformed input is rejected with a ProtocolError whose code and reason say what is wrong
  * (bad JSON, version mismatch naming both versions, unknown type, schema violations, frame and byte
- * counts, f32/i32 sizes, size limit, work shape); and a seeded fuzz of a few hundred random or mutated
- * frame sets shows decode throws nothing but ProtocolError.
+ * counts, f32/i32 sizes, size limit, work shape); streams: weights and gradients past streamBytes go as a
+ * head plus zero-copy parts that reassemble to the same numbers, bounded part counts, control messages,
+ * and malformed heads, parts and controls; and a seeded fuzz of a few hundred random or mutated frame
+ * sets (streamed ones included) shows decode throws nothing but ProtocolError.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_CHUNK_BYTES, PROTOCOL_VERSION, ProtocolError, decode, encode, type Message, type ProtocolErrorCode,
+  DEFAULT_CHUNK_BYTES, MAX_STREAM_PARTS, PROTOCOL_VERSION, ProtocolError, decode, decodeIncoming, encode, encodeControl,
+  encodeMessage, streamView, type Control, type Message, type ProtocolErrorCode,
 } from '../../shared/protocol.js';
 import { rng } from '../../shared/rng.js';
 
@@ -128,10 +131,12 @@ test('bad JSON, wrong or missing version, unknown type', () => {
   rejects([Buffer.from('{"v":1,"type":')], 'bad-json', /not JSON/);
   rejects([Buffer.from('[1,2]')], 'bad-json', /not a JSON object/);
   rejects([Buffer.from([0xff, 0xfe, 0x00])], 'bad-json', /not JSON/);
-  const e = rejects(tampered(SAMPLES[0], (h) => { h.v = 2; }), 'version', /v=2.*v=1/);
+  const V = PROTOCOL_VERSION;
+  const e = rejects(tampered(SAMPLES[0], (h) => { h.v = V + 1; }), 'version', new RegExp(`v=${V + 1}.*v=${V}`));
   assert.match(e.message, new RegExp(`v=${PROTOCOL_VERSION}`));
-  rejects(tampered(SAMPLES[0], (h) => { delete h.v; }), 'version', /no version.*v=1/);
-  rejects(tampered(SAMPLES[0], (h) => { h.v = '1'; }), 'version', /v="1".*v=1/);
+  rejects(tampered(SAMPLES[0], (h) => { h.v = V - 1; }), 'version', new RegExp(`v=${V - 1}.*v=${V}`)); // a v1 peer
+  rejects(tampered(SAMPLES[0], (h) => { delete h.v; }), 'version', new RegExp(`no version.*v=${V}`));
+  rejects(tampered(SAMPLES[0], (h) => { h.v = String(V); }), 'version', new RegExp(`v="${V}".*v=${V}`));
   rejects(tampered(SAMPLES[0], (h) => { h.type = 'shutdown'; }), 'unknown-type', /shutdown/);
   rejects(tampered(SAMPLES[0], (h) => { delete h.type; }), 'unknown-type', /unknown message type/);
   rejects([], 'bad-frames', /non-empty/);
@@ -191,6 +196,106 @@ test('work: images and labels must match the items', () => {
   assert.deepStrictEqual(decode(img(work([]))), work([]));
 });
 
+/** Reassembles a streamed message as the transport does: head, then the parts copied into one buffer. */
+function viaStream(msg: Message, chunkBytes: number, misalign = 0): { back: Message; partCount: number; frames: Buffer[][] } {
+  const enc = encodeMessage(msg, { chunkBytes, streamBytes: 1024, streamId: 41 });
+  assert.ok(enc.stream, 'streamed');
+  const head = decodeIncoming(received(enc.frames, misalign));
+  assert.equal(head.kind, 'head');
+  if (head.kind !== 'head') throw new Error('unreachable');
+  assert.equal(head.stream.id, 41);
+  assert.equal((head.msg as unknown as Record<string, unknown>)[head.stream.field], null, 'the streamed field is null in the head');
+  const buf = new ArrayBuffer(head.stream.bytes);
+  let at = 0;
+  for (const part of enc.stream.parts) {
+    const c = decodeIncoming(received(part, misalign));
+    assert.equal(c.kind, 'control');
+    if (c.kind !== 'control' || c.control.type !== 'part') throw new Error('not a part');
+    assert.equal(c.control.stream, 41);
+    assert.equal(c.control.offset, at);
+    for (const d of c.control.data) {
+      new Uint8Array(buf).set(d, at);
+      at += d.length;
+    }
+  }
+  assert.equal(at, head.stream.bytes);
+  const back = { ...head.msg, [head.stream.field]: streamView(head.stream, buf) } as Message;
+  return { back, partCount: enc.stream.parts.length, frames: enc.stream.parts };
+}
+
+test('streams: weights and gradients past streamBytes go as a head and parts, same numbers', () => {
+  const weights: Message = { type: 'weights', version: 2, weights: f32(300_001, 7), bnStats: f32(70_000, 8) };
+  const result = { ...SAMPLES[5], gradSum: f32(250_000, 9) } as Message;
+  for (const msg of [weights, result]) {
+    for (const [chunk, misalign] of [[DEFAULT_CHUNK_BYTES, 0], [65_536, 1], [4_000, 2], [7, 3]] as const) {
+      const { back, partCount, frames } = viaStream(msg, chunk, misalign);
+      assert.deepStrictEqual(back, msg, `${msg.type} chunk ${chunk}`);
+      assert.ok(partCount <= MAX_STREAM_PARTS, `${partCount} parts`);
+      assert.ok(frames.every((p) => p.slice(1).every((f) => f.length <= chunk)), 'data frames stay within chunkBytes');
+    }
+  }
+  // zero-copy: parts view the caller's array; bnStats (not streamable) stays inline however big
+  const enc = encodeMessage(weights, { streamBytes: 1024, streamId: 3, chunkBytes: 1 << 20 });
+  assert.equal(enc.stream!.parts[0][1].buffer, (weights as { weights: Float32Array }).weights.buffer);
+  const h = JSON.parse(enc.frames[0].toString());
+  assert.deepEqual(h.blobs, [{ field: 'weights', dtype: 'f32', bytes: 1_200_004, frames: 0, stream: 3 },
+    { field: 'bnStats', dtype: 'f32', bytes: 280_000, frames: 1 }]);
+  // under streamBytes, or with streaming off, everything is inline; null gradients never stream
+  assert.equal(encodeMessage(weights, { streamBytes: 2_000_000 }).stream, null);
+  assert.equal(encodeMessage(weights).stream, null);
+  assert.equal(encodeMessage(SAMPLES[6], { streamBytes: 1 }).stream, null);
+  assert.deepStrictEqual(decode(received(encodeMessage(result, { streamBytes: 2_000_000 }).frames)), result);
+  // a head is not a complete message
+  rejects(received(enc.frames), 'stream', /head whose weights comes as stream 3/);
+});
+
+test('streams: control messages round-trip; malformed heads, parts and controls are rejected', () => {
+  const controls: Control[] = [{ type: 'pull', stream: 0 }, { type: 'drop', stream: 12, reason: 'too large' },
+    { type: 'gone', stream: 9, reason: 'no such stream' }, { type: 'part', stream: 4, offset: 8, data: [Buffer.from('abcd'), Buffer.from('ef')] }];
+  for (const c of controls) {
+    const back = decodeIncoming(received(encodeControl(c), 1));
+    assert.deepStrictEqual(back, { kind: 'control', control: c });
+  }
+  const pull = (h: Record<string, unknown>, extra: Buffer[] = []): Buffer[] => [Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, ...h })), ...extra];
+  rejects(pull({ type: 'pull' }), 'schema', /'pull'.*stream/);
+  rejects(pull({ type: 'pull', stream: -1 }), 'schema', /stream must be >= 0/);
+  rejects(pull({ type: 'pull', stream: 1 }, [Buffer.alloc(4)]), 'frame-count', /extra frames/);
+  rejects(pull({ type: 'part', stream: 1, offset: 0 }), 'frame-count', /no data frames/);
+  rejects(pull({ type: 'part', stream: 1, offset: 0.5 }, [Buffer.alloc(4)]), 'schema', /offset/);
+  rejects(pull({ type: 'drop', stream: 1 }), 'schema', /reason/);
+
+  const w: Message = { type: 'weights', version: 2, weights: f32(3000, 7), bnStats: f32(7, 8) };
+  const head = (edit: (h: Record<string, any>) => void): Buffer[] => {
+    const frames = received(encodeMessage(w, { streamBytes: 1024, streamId: 5 }).frames);
+    const h = JSON.parse(frames[0].toString()) as Record<string, any>;
+    edit(h);
+    return [Buffer.from(JSON.stringify(h)), ...frames.slice(1)];
+  };
+  const e = (frames: Buffer[], code: ProtocolErrorCode, pattern: RegExp, limits = {}): ProtocolError => {
+    try {
+      decodeIncoming(frames, limits);
+    } catch (err) {
+      assert.ok(err instanceof ProtocolError);
+      assert.equal(err.code, code, err.reason);
+      assert.match(err.reason, pattern);
+      return err;
+    }
+    throw new Error('accepted');
+  };
+  assert.equal(e(head((h) => { h.blobs[0].frames = 1; }), 'frame-count', /lists 2 blob frames/).stream, 5, 'the rejected stream is named');
+  e(head((h) => { h.blobs[1].stream = 6; }), 'schema', /additional properties/); // bnStats is not streamable
+  e(head((h) => { h.blobs[0].bytes = 0; }), 'stream', /must have 0 frames and some bytes/);
+  e(head((h) => { h.blobs[0].bytes = 6; }), 'blob-align', /not a multiple of 4/);
+  e(head((h) => { h.blobs[0].stream = 'x'; }), 'schema', /stream must be integer/);
+  assert.equal(e(head(() => undefined), 'too-large', /12\d+ bytes with its stream, limit is 5000/, { maxMessageBytes: 5000 }).stream, 5);
+  const r = { ...SAMPLES[5], gradSum: null } as Message;
+  const nul = received(encodeMessage(r, { streamBytes: 1 }).frames);
+  const hn = JSON.parse(nul[0].toString());
+  hn.blobs[0].stream = 1;
+  e([Buffer.from(JSON.stringify(hn)), ...nul.slice(1)], 'stream', /null blob gradSum cannot be streamed/);
+  assert.throws(() => encodeMessage(w, { streamBytes: 1, streamId: -1 }), ProtocolError);
+});
+
 test('fuzz: decode throws only ProtocolError on garbage (seeded)', () => {
   const r = rng(20240611);
   const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => r.int(0, 255)));
@@ -203,7 +308,8 @@ test('fuzz: decode throws only ProtocolError on garbage (seeded)', () => {
     if (kind === 0) {
       frames = Array.from({ length: r.int(0, 4) }, () => bytes(r.int(0, 64)));
     } else {
-      frames = received(encode(pick(SAMPLES), pick([7, 64, 4096])), r.int(0, 3));
+      const enc = encodeMessage(pick(SAMPLES), { chunkBytes: pick([7, 64, 4096]), streamBytes: pick([Infinity, 64]), streamId: r.int(0, 9) });
+      frames = received(enc.stream && r.int(0, 1) ? pick(enc.stream.parts) : enc.frames, r.int(0, 3));
       const h = frames[0].toString();
       if (kind === 1) { // flip characters in the JSON header
         const b = Buffer.from(h);
@@ -223,7 +329,7 @@ test('fuzz: decode throws only ProtocolError on garbage (seeded)', () => {
       }
     }
     try {
-      decode(frames, { maxMessageBytes: 1 << 20 });
+      decodeIncoming(frames, { maxMessageBytes: 1 << 20 });
       ok++;
     } catch (e) {
       assert.ok(e instanceof ProtocolError, `case ${i}: ${String(e)}`);

@@ -5,7 +5,10 @@
  * input from a raw DEALER (garbage, a wrong-version header) logged and dropped while a good worker keeps
  * being served, PeerGoneError when sending to a closed or unknown worker, a worker started before the
  * coordinator binds (and surviving a coordinator restart), and close() returning promptly and ending the
- * message loops.
+ * message loops. Streams: with a pool lending one buffer, gradients from several workers come in one at
+ * a time into the same reused buffer while heartbeats still pass; forget() drops a lost worker's streams;
+ * a stalled stream times out and frees its buffer; bad parts are dropped; a worker waiting for its pull
+ * is released when the coordinator goes away.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +16,8 @@ import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { Dealer } from 'zeromq';
-import { PROTOCOL_VERSION, ProtocolError, type Message } from '../../shared/protocol.js';
+import { BlobPool } from '../../shared/pool.js';
+import { PROTOCOL_VERSION, ProtocolError, decodeIncoming, encodeControl, encodeMessage, type Message } from '../../shared/protocol.js';
 import {
   PeerGoneError, TransportClosedError, bindCoordinator, connectWorker, type TransportOptions,
 } from '../../shared/transport.js';
@@ -212,4 +216,118 @@ test('close() returns promptly and ends the message loops', async () => {
   await assert.rejects(worker.send({ type: 'heartbeat' }), TransportClosedError);
   await assert.rejects(coord.send('aa', { type: 'heartbeat' }), TransportClosedError);
   await coord.close(); // idempotent
+});
+
+test('one lent buffer: gradients come in one at a time, into the same buffer; heartbeats still pass', async () => {
+  const { opts, lines } = capture();
+  const pool = new BlobPool(1, 1 << 20, 1);
+  const coord = await bindCoordinator('tcp://127.0.0.1:0', { ...opts, pool });
+  const cin = iter(coord.messages());
+  const a = connectWorker(coord.endpoint, opts);
+  const b = connectWorker(coord.endpoint, opts);
+  await a.send(hello('a'));
+  await b.send(hello('b'));
+  await next(cin);
+  await next(cin);
+  const result = (k: number): Message => ({ type: 'result', requestId: k, step: 1, mode: 'train', bnStats: f32(10, k), features: null,
+    gradSum: f32(1_000_000, k), items: [{ id: `1:${k}`, count: 1, lossSum: k, correct: 0, finite: true }] });
+  let bSent = false;
+  const sendA = a.send(result(1));
+  const sendB = b.send(result(2)).then(() => { bSent = true; });
+  const first = await next(cin, 'first result');
+  assert.equal(first.msg.type, 'result');
+  assert.equal(pool.lentCount, 1);
+  const firstBuf = (first.msg as { gradSum: Float32Array }).gradSum.buffer;
+  await sendA;
+  // the other gradient waits for the buffer; its worker's send() has not resolved; heartbeats get through
+  await b.send({ type: 'heartbeat' });
+  const hb = await next(cin, 'heartbeat while waiting');
+  assert.equal(hb.msg.type, 'heartbeat');
+  await sleep(150);
+  assert.equal(bSent, false, 'the waiting gradient was not pulled');
+  const expected = first.msg.type === 'result' && first.msg.requestId === 1 ? result(1) : result(2);
+  assert.deepStrictEqual(first.msg, expected);
+  pool.give((first.msg as { gradSum: Float32Array }).gradSum);
+  const second = await next(cin, 'second result');
+  await sendB;
+  assert.deepStrictEqual(second.msg, expected.type === 'result' && expected.requestId === 1 ? result(2) : result(1));
+  assert.equal((second.msg as { gradSum: Float32Array }).gradSum.buffer, firstBuf, 'the same buffer, reused');
+  pool.give((second.msg as { gradSum: Float32Array }).gradSum);
+  assert.equal(pool.lentCount, 0);
+  await Promise.all([a.close(), b.close(), coord.close()]);
+  assert.equal(lines.filter((l) => l.level === 'warn').length, 0, JSON.stringify(lines));
+});
+
+/** A raw DEALER speaking the protocol by hand (to misbehave on purpose). */
+async function rawWorker(endpoint: string): Promise<{ sock: Dealer; recv: () => Promise<ReturnType<typeof decodeIncoming>> }> {
+  const sock = new Dealer({ linger: 0 });
+  sock.connect(endpoint);
+  await sock.send(encodeMessage(hello('raw')).frames);
+  return { sock, recv: async () => decodeIncoming(await within(sock.receive(), 5000, 'raw receive')) };
+}
+
+test('forget() drops a lost worker\'s streams; a stalled stream times out; bad parts are dropped', async () => {
+  const { opts, lines } = capture();
+  const pool = new BlobPool(1, 1 << 20, 1);
+  const coord = await bindCoordinator('tcp://127.0.0.1:0', { ...opts, pool, streamTimeoutMs: 300 });
+  const cin = iter(coord.messages());
+  const raw = await rawWorker(coord.endpoint);
+  const { peer } = await next(cin, 'raw hello');
+
+  // weights to a worker that never pulls: send() waits; forget() rejects it with PeerGoneError
+  const sending = coord.send(peer, { type: 'weights', version: 1, weights: f32(100_000, 1), bnStats: f32(4, 1) });
+  const head = await raw.recv();
+  assert.equal(head.kind, 'head');
+  coord.forget(peer);
+  await assert.rejects(sending, (e) => e instanceof PeerGoneError && e.peer === peer);
+
+  // a gradient head whose parts never come: pulled, then dropped after streamTimeoutMs, buffer back
+  const grad: Message = { type: 'result', requestId: 3, step: 1, mode: 'train', bnStats: null, features: null,
+    gradSum: f32(100_000, 2), items: [{ id: '1:0', count: 1, lossSum: 1, correct: 0, finite: true }] };
+  const enc = encodeMessage(grad, { streamBytes: 1, streamId: 7 });
+  await raw.sock.send(enc.frames);
+  assert.deepStrictEqual(await raw.recv(), { kind: 'control', control: { type: 'pull', stream: 7 } });
+  assert.equal(pool.lentCount, 1);
+  const drop = await raw.recv();
+  assert.equal(drop.kind === 'control' && drop.control.type, 'drop');
+  assert.equal(pool.lentCount, 0);
+  assert.ok(lines.some((l) => l.message === 'stream_dropped' && /no part for/.test(String(l.reason))));
+
+  // a part at the wrong offset: dropped (warn), the stream too; the next message from that worker passes
+  const enc2 = encodeMessage({ ...grad, requestId: 4 } as Message, { streamBytes: 1, streamId: 8 });
+  await raw.sock.send(enc2.frames);
+  assert.deepStrictEqual(await raw.recv(), { kind: 'control', control: { type: 'pull', stream: 8 } });
+  await raw.sock.send(encodeControl({ type: 'part', stream: 8, offset: 4, data: [Buffer.alloc(8)] }));
+  assert.equal((await raw.recv()).kind, 'control'); // the drop
+  await raw.sock.send(encodeMessage({ type: 'bye', reason: 'done' }).frames);
+  assert.deepStrictEqual((await next(cin, 'bye')).msg, { type: 'bye', reason: 'done' });
+  assert.ok(lines.some((l) => /part of stream 8 at 4/.test(String(l.reason))));
+  // a stream complete in good order arrives whole
+  const enc3 = encodeMessage({ ...grad, requestId: 5 } as Message, { streamBytes: 1, streamId: 9, chunkBytes: 65_536 });
+  await raw.sock.send(enc3.frames);
+  assert.deepStrictEqual(await raw.recv(), { kind: 'control', control: { type: 'pull', stream: 9 } });
+  for (const part of enc3.stream!.parts) await raw.sock.send(part);
+  const whole = await next(cin, 'streamed result');
+  assert.deepStrictEqual(whole.msg, { ...grad, requestId: 5 });
+  assert.equal(pool.lentCount, 1);
+  raw.sock.close();
+  await coord.close();
+});
+
+test('a worker waiting for its pull is released when the coordinator goes away', async () => {
+  const { opts } = capture();
+  const pool = new BlobPool(1, 1 << 20, 1);
+  const coord = await bindCoordinator('tcp://127.0.0.1:0', { ...opts, pool });
+  const cin = iter(coord.messages());
+  const a = connectWorker(coord.endpoint, opts);
+  const b = connectWorker(coord.endpoint, opts);
+  const grad = (k: number): Message => ({ type: 'result', requestId: k, step: 1, mode: 'train', bnStats: null, features: null,
+    gradSum: f32(200_000, k), items: [{ id: `1:${k}`, count: 1, lossSum: 1, correct: 0, finite: true }] });
+  await a.send(grad(1));
+  await next(cin, 'first gradient'); // never given back: b's gradient is never pulled
+  const waiting = b.send(grad(2));
+  await sleep(100);
+  await coord.close();
+  await within(waiting, 5000, 'b released by the disconnect');
+  await Promise.all([a.close(), b.close()]);
 });
