@@ -25,7 +25,7 @@ export class Cluster {
     this.hash = modelHash(config);
     this.dispatcher = new Dispatcher({
       transport, members: this.members, events: this.events, log, imageSize: config.model.inputSize, pool,
-      maxRetries: config.training.maxRetries, onLost: (w, reason) => this.lost(w, reason),
+      maxRetries: config.training.maxRetries, unitsPerRequest: config.workers.unitsPerRequest, onLost: (w, reason) => this.lost(w, reason),
     });
   }
 

@@ -1,5 +1,6 @@
 /**
- * The run as a state machine (Ray Train style): waiting → training ⇄ validating → stalled → done.
+ * The run as a state machine (Ray Train style): waiting → training ⇄ validating → stalled → done
+ * (start.ts then runs the evaluation: evaluating → done).
  * Each step: the sampler's next global batch → micro-batches → workers (dispatcher) → mean gradient →
  * SGD → BN running statistics → weights version + 1. Every validation.everySteps steps: both splits,
  * plateau schedule on `plateau.monitor`, stall rule, best checkpoint by res24 loss. The decisions are
@@ -22,7 +23,7 @@ import { allFinite, GradientAccumulator } from './reducer.js';
 import { pickBest, stallStep } from './stall.js';
 import type { ModelRun } from './run_state.js';
 
-export type RunState = 'waiting' | 'training' | 'validating' | 'stalled' | 'done';
+export type RunState = 'waiting' | 'training' | 'validating' | 'stalled' | 'evaluating' | 'done';
 
 export interface RunSummary {
   state: RunState;
@@ -60,7 +61,7 @@ export class Controller {
     this.stopRequested = reason;
   }
 
-  private setState(s: RunState): void {
+  setState(s: RunState): void {
     if (s !== this.state) this.log.debug('state', { event: 'state', from: this.state, to: s });
     this.state = s;
   }

@@ -1,6 +1,8 @@
 /**
- * Runs one job — a step's micro-batches, or a validation split — over the live workers and survives
- * their loss. A WORK request carries several units; each unit is answered by its own RESULT: units (micro-batches) go to idle ready workers in proportion to capacity; a lost worker's
+ * Runs one job — a step's micro-batches, a validation split, or evaluation features — over the live
+ * workers and survives their loss. A WORK request carries several units (at most unitsPerRequest per
+ * idle worker at a time, so a long job goes out in waves and never loads all its images at once); each
+ * unit is answered by its own RESULT: units (micro-batches) go to idle ready workers in proportion to capacity; a lost worker's
  * outstanding units are queued again and go to the others within the same job; a unit the caller
  * rejects (non-finite gradient) is retried up to maxRetries times, then the job fails. A worker missing
  * the current weights gets them first (the coordinator owns the weights).
@@ -43,6 +45,8 @@ export interface DispatcherDeps {
   log: Logger;
   imageSize: number;
   maxRetries: number;
+  /** Most units one WORK request carries (default: unlimited): long jobs go out in waves. */
+  unitsPerRequest?: number;
   /** Called when a send finds the peer gone. */
   onLost(w: WorkerInfo, reason: string): void;
   /** Where received gradients go back once added (reused receive buffers). */
@@ -138,7 +142,9 @@ export class Dispatcher {
     const idle = this.d.members.idle();
     if (!idle.length) return 0;
     const t0 = performance.now();
-    const plan = assignByCapacity(queue.splice(0), idle.map((w) => ({ id: w.peer, capacity: w.capacity })));
+    // at most unitsPerRequest units per idle worker now; the rest wait for the next free worker
+    const take = Math.min(queue.length, idle.length * (this.d.unitsPerRequest ?? Infinity));
+    const plan = assignByCapacity(queue.splice(0, take), idle.map((w) => ({ id: w.peer, capacity: w.capacity })));
     // weights first, to every worker of the plan that lacks them, all at once: a send resolves once its
     // worker has pulled the stream, and one worker's pull (or data loading) should not hold up the others
     const weightsSent = new Map<string, Promise<unknown>>();

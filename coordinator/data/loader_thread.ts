@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import { augmentTrain, toChannelOrder, transformValidation, type AugmentArgs, type Recipe } from './augment.js';
 import { cropBox } from './boxes.js';
 import { BadImageError, decodeImage } from './decode.js';
+import type { RgbImage } from './resample.js';
 
 export interface LoadItem {
   path: string;
@@ -37,11 +38,18 @@ export async function runTask(t: LoadTask): Promise<LoadResult> {
   const size = t.args.crop * t.args.crop * 3;
   const data = new Uint8Array(t.items.length * size);
   const failed: LoadResult['failed'] = [];
-  // all decodes start at once (sharp works on libuv's threads) while this thread augments in order
+  // all decodes start at once (sharp works on libuv's threads) while this thread augments in order;
+  // an image listed several times (evaluation: one item per resolution) is decoded once
+  const byImage = new Map<string, Promise<RgbImage>>();
   const decoded = t.items.map((item) => {
     const b = item.box;
-    const p = decodeImage(item.path, b ? (w, h) => cropBox(b, t.boxMargin, w, h) : null);
-    p.catch(() => undefined);
+    const key = `${item.path}\0${b ? b.join(',') : ''}`;
+    let p = byImage.get(key);
+    if (!p) {
+      p = decodeImage(item.path, b ? (w, h) => cropBox(b, t.boxMargin, w, h) : null);
+      p.catch(() => undefined);
+      byImage.set(key, p);
+    }
     return p;
   });
   for (const [i, item] of t.items.entries()) {

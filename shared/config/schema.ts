@@ -25,7 +25,10 @@ export interface Config {
   validation: { everySteps: number; lowResolution: number; maxImages: number | null };
   stall: { patience: number; threshold: number };
   checkpoint: { everySteps: number; keepLast: number };
-  workers: { bind: string; minWorkers: number; heartbeatMs: number; timeoutMs: number; chunkBytes: number; maxMessageBytes: number };
+  workers: {
+    bind: string; minWorkers: number; heartbeatMs: number; timeoutMs: number; chunkBytes: number; maxMessageBytes: number;
+    unitsPerRequest: number;
+  };
   data: {
     source: 'folder' | 'synthetic'; root: string | null; trainList: string | null; identityMeta: string | null;
     boxes: string | null; boxMargin: number; validationFraction: number; validationEvery: number | null;
@@ -34,6 +37,12 @@ export interface Config {
   augment: {
     mode: 'random' | 'fixed' | 'none'; downsampleProbability: number; kMin: number; kMax: number;
     fixedResolution: number; resizeShorter: number; crop: number | null;
+  };
+  eval: {
+    when: 'stalled' | 'end' | 'never'; protocol: string | null;
+    kind: 'auto' | 'ijbb-meta' | 'ijbb-nist' | 'lfw-pairs' | 'dense'; imageRoot: string | null;
+    resolutions: (number | 'full')[]; mixed: boolean; tarAtFar: number[]; checkpoint: 'best' | 'last';
+    allowMissing: boolean; denseImpostorPairs: number; rocPoints: number; model: string | null;
   };
 }
 
