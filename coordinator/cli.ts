@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 /**
  * `coordinator start --config FILE [--set key=value]… [--run-dir DIR] [--local-workers N] [--resume]`
+ * `coordinator evaluate --config FILE --run-dir DIR [--checkpoint best|last|init|PATH] [--protocol P] …`
+ * `coordinator report --runs DIR… [--baseline DIR] --out DIR`
  * Exit codes: 0 done, 2 bad arguments or config (each config problem on its own line as path: message),
  * 1 runtime failure.
  */
@@ -8,7 +10,10 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { loadConfig } from '../shared/config/load.js';
 import { ConfigError } from '../shared/config/schema.js';
-import { start, UsageError } from './start.js';
+import { UsageError } from './errors.js';
+import { evaluate, report } from './evaluate_cmd.js';
+import { start } from './start.js';
+import type { Config } from '../shared/config/schema.js';
 
 async function main(): Promise<number> {
   const usage = (msg: string): number => {
@@ -16,6 +21,26 @@ async function main(): Promise<number> {
     return 2;
   };
   let code = 0;
+  const configOf = (file: string, set: (string | number)[]): Config | null => {
+    try {
+      return loadConfig(file, set.map(String));
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`${err.problems.join('\n')}\n`);
+        code = 2;
+        return null;
+      }
+      throw err;
+    }
+  };
+  const guarded = async (run: () => Promise<unknown>): Promise<void> => {
+    try {
+      await run();
+    } catch (err) {
+      if (err instanceof UsageError) code = usage(err.message);
+      else throw err;
+    }
+  };
   await yargs(hideBin(process.argv))
     .scriptName('coordinator')
     .command('start', 'train: shard, dispatch, average, schedule, validate, checkpoint', (y) => y
@@ -27,28 +52,41 @@ async function main(): Promise<number> {
       .option('bind', { type: 'string', describe: 'override workers.bind, e.g. tcp://127.0.0.1:0' })
       .option('resume', { type: 'boolean', default: false, describe: 'continue from the newest complete checkpoint of --run-dir' }),
     async (argv) => {
-      let config;
-      try {
-        config = loadConfig(argv.config, argv.set.map(String));
-      } catch (err) {
-        if (err instanceof ConfigError) {
-          process.stderr.write(`${err.problems.join('\n')}\n`);
-          code = 2;
-          return;
-        }
-        throw err;
-      }
-      try {
-        await start({ config, runDir: argv['run-dir'], resume: argv.resume, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind });
-      } catch (err) {
-        if (err instanceof UsageError) {
-          code = usage(err.message);
-          return;
-        }
-        throw err;
-      }
+      const config = configOf(argv.config, argv.set);
+      if (!config) return;
+      await guarded(() => start({ config, runDir: argv['run-dir'], resume: argv.resume, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind }));
     })
-    .demandCommand(1, 'a command is required: start')
+    .command('evaluate', 'IJB-B style 1:1 verification of a checkpoint at every resolution: <run-dir>/eval/', (y) => y
+      .option('config', { type: 'string', demandOption: true, describe: 'JSON config (the run\'s; eval.* keys apply)' })
+      .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a key: --set eval.mixed=false' })
+      .option('run-dir', { type: 'string', demandOption: true, describe: 'the run whose checkpoint is evaluated; eval/ is written there' })
+      .option('checkpoint', { type: 'string', describe: "best | last | init (config init.weights) | a checkpoint dir; default eval.checkpoint" })
+      .option('protocol', { type: 'string', describe: 'protocol folder or file; default eval.protocol' })
+      .option('allow-missing', { type: 'boolean', describe: 'drop pairs with missing images instead of refusing' })
+      .option('baseline', { type: 'string', describe: 'run dir or eval.json shown in brackets in Table 3' })
+      .option('model', { type: 'string', describe: 'row name in the tables; default eval.model or the run dir name' })
+      .option('local-workers', { type: 'number', default: 0, describe: 'spawn N worker processes here (tcp loopback)' })
+      .option('worker-backend', { type: 'string', default: 'auto', describe: 'backend of the local workers' })
+      .option('bind', { type: 'string', describe: 'override workers.bind' }),
+    async (argv) => {
+      const config = configOf(argv.config, argv.set);
+      if (!config) return;
+      await guarded(() => evaluate({
+        config, runDir: argv['run-dir'], checkpoint: argv.checkpoint, protocol: argv.protocol, allowMissing: argv['allow-missing'],
+        baseline: argv.baseline, model: argv.model, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind,
+      }));
+    })
+    .command('report', 'Table 1 over several runs (rows), Table 3 of the first with a baseline, ROC plot', (y) => y
+      .option('runs', { type: 'string', array: true, demandOption: true, describe: 'run dirs (or eval.json files), one table row each' })
+      .option('baseline', { type: 'string', describe: 'run dir or eval.json shown in brackets in Table 3' })
+      .option('out', { type: 'string', demandOption: true, describe: 'folder for table1.*, table3.*, roc.*' })
+      .option('far', { type: 'number', default: 1e-3, describe: 'the FAR whose TAR the tables show (one the evaluations computed)' }),
+    async (argv) => {
+      await guarded(async () => {
+        for (const f of await report(argv.runs.map(String), argv.out, argv.baseline, argv.far)) process.stdout.write(`${f}\n`);
+      });
+    })
+    .demandCommand(1, 'a command is required: start, evaluate or report')
     .strict()
     .fail((msg, err) => {
       if (err && !(err instanceof Error && /Unknown|Missing|required|Invalid/.test(err.message))) throw err;

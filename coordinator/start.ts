@@ -15,6 +15,11 @@ import { DatasetError } from './data/dataset.js';
 import { makeDataSource } from './data/make.js';
 import { spawnLocalWorkers } from './local_workers.js';
 import { ModelRun } from './run_state.js';
+import { UsageError } from './errors.js';
+import { weightsFor } from './evaluate_cmd.js';
+import { loadProtocol, runEvaluation, shouldEvaluate } from './eval/run.js';
+import { runHash } from '../shared/config/load.js';
+import { basename } from 'node:path';
 
 export interface StartArgs {
   config: Config;
@@ -28,7 +33,7 @@ export interface StartArgs {
   onListening?: (endpoint: string) => void;
 }
 
-export class UsageError extends Error {}
+export { UsageError };
 
 export async function start(a: StartArgs): Promise<RunSummary> {
   const runDir = resolve(a.runDir);
@@ -76,18 +81,42 @@ export async function start(a: StartArgs): Promise<RunSummary> {
     await closeLogger(log);
     throw new UsageError(`model.numClasses is ${a.config.model.numClasses} but the dataset has ${data.numClasses} identities: set --set model.numClasses=${data.numClasses}`);
   }
+  // the evaluation's protocol is read now: a bad one is refused before hours of training, not after
+  let checked;
+  try {
+    checked = shouldEvaluate(a.config.eval, 'stalled', false) ? loadProtocol(a.config) : undefined;
+  } catch (err) {
+    await data.close?.();
+    await closeLogger(log);
+    throw err;
+  }
   const cluster = await Cluster.start(a.config, run.runId, log, a.bind);
   a.onListening?.(cluster.endpoint);
   const local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend) : null;
   const controller = new Controller(a.config, spec, run, cluster, data, store, log);
+  let signalled = false;
   const onSignal = (sig: string) => {
+    signalled = true;
     log.warn('signal', { event: 'signal', signal: sig });
     controller.requestStop(`stopped by ${sig}`);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
-    const summary = await controller.runUntilDone();
+    const summary: RunSummary & { evaluation?: string } = await controller.runUntilDone();
+    if (shouldEvaluate(a.config.eval, summary.state, signalled)) {
+      // the paper's trigger: validation stalled on both splits → IJB-B on the same workers, best weights
+      controller.setState('evaluating');
+      const { state, name } = await weightsFor(a.config, spec, runDir, a.config.eval.checkpoint, log);
+      state.version = run.version + 1; // not the version the workers hold: they pull these weights
+      const outDir = join(runDir, 'eval');
+      await runEvaluation({
+        config: a.config, dispatcher: cluster.dispatcher, weights: state, dim: spec.embeddingSize, outDir,
+        model: a.config.eval.model ?? basename(runDir), configHash: run.configHash, checkpoint: name, log, checked,
+      });
+      summary.evaluation = outDir;
+      controller.setState('done');
+    }
     writeFileSync(join(runDir, 'summary.json'), `${JSON.stringify({ runId: run.runId, ...summary }, null, 2)}\n`);
     log.info('run_finished', { event: 'run_finished', ...summary, validations: summary.validations.length });
     return summary;

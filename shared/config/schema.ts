@@ -41,7 +41,7 @@ export interface Config {
   eval: {
     when: 'stalled' | 'end' | 'never'; protocol: string | null;
     kind: 'auto' | 'ijbb-meta' | 'ijbb-nist' | 'lfw-pairs' | 'dense'; imageRoot: string | null;
-    resolutions: (number | 'full')[]; mixed: boolean; tarAtFar: number[]; checkpoint: 'best' | 'last';
+    resolutions: (number | 'full')[]; mixed: boolean; tarAtFar: number[]; tableFar: number; checkpoint: 'best' | 'last';
     allowMissing: boolean; denseImpostorPairs: number; rocPoints: number; model: string | null;
   };
 }
