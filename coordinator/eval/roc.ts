@@ -44,7 +44,7 @@ export const ROC_DEFAULTS = { minImpostorsPerFar: 10, maxPoints: 400 } as const;
 
 /**
  * Sorts finite float32 values ascending in place (-0 becomes +0): a 3-pass LSD radix sort (11 + 11 + 10
- * bits) on the usual order-preserving integer keys. ~10× faster than the built-in typed-array sort here.
+ * bits) on the usual order-preserving integer keys; ~3× faster than the built-in typed-array sort here (8M).
  */
 export function radixSortFloat32(a: Float32Array): void {
   const n = a.length;
@@ -176,7 +176,9 @@ export function thinRoc(roc: Roc, args: ThinArgs = {}): Roc {
   for (let j = 0; j < grid; j++) keep[lastAtOrBelow(roc.far, Math.exp(lo - (lo * j) / (grid - 1)))] = 1;
   let size = 0;
   for (let i = 0; i < n; i++) size += keep[i];
-  const out: Roc = { far: new Float64Array(size), tar: new Float64Array(size), thresholds: new Float64Array(size), genuine: roc.genuine, impostor: roc.impostor };
+  const out: Roc = {
+    far: new Float64Array(size), tar: new Float64Array(size), thresholds: new Float64Array(size), genuine: roc.genuine, impostor: roc.impostor,
+  };
   for (let i = 0, k = 0; i < n; i++) {
     if (!keep[i]) continue;
     out.far[k] = roc.far[i];
