@@ -2,7 +2,8 @@
 /**
  * `coordinator start --config FILE [--set key=value]… [--run-dir DIR] [--local-workers N] [--resume]`
  * `coordinator evaluate --config FILE --run-dir DIR [--checkpoint best|last|init|PATH] [--protocol P] …`
- * `coordinator report --runs DIR… [--baseline DIR] --out DIR`
+ * `coordinator report --runs DIR… [--baseline DIR] --out DIR [--far F]`
+ * `coordinator campaign --config FILE [--only RUN…]`
  * Exit codes: 0 done, 2 bad arguments or config (each config problem on its own line as path: message),
  * 1 runtime failure.
  */
@@ -13,6 +14,9 @@ import { ConfigError } from '../shared/config/schema.js';
 import { UsageError } from './errors.js';
 import { evaluate, report } from './evaluate_cmd.js';
 import { start } from './start.js';
+import { runCampaign } from './campaign.js';
+import { closeLogger, createLogger } from '../shared/log.js';
+import { dirname } from 'node:path';
 import type { Config } from '../shared/config/schema.js';
 
 async function main(): Promise<number> {
@@ -86,7 +90,29 @@ async function main(): Promise<number> {
         for (const f of await report(argv.runs.map(String), argv.out, argv.baseline, argv.far)) process.stdout.write(`${f}\n`);
       });
     })
-    .demandCommand(1, 'a command is required: start, evaluate or report')
+    .command('campaign', 'several runs (baseline, fine-tunes) trained, evaluated and compared in one Table 1 / Table 3', (y) => y
+      .option('config', { type: 'string', demandOption: true, describe: 'campaign JSON (configs/campaign.schema.json), e.g. configs/demo-campaign.json' })
+      .option('only', { type: 'string', array: true, describe: 'run only these runs of the campaign (the report still covers all)' }),
+    async (argv) => {
+      await guarded(async () => {
+        const log = createLogger({ component: 'campaign' });
+        try {
+          const r = await runCampaign(argv.config, log, argv.only?.map(String));
+          process.stdout.write(`\n${r.table1}\n${r.table3}\nAll tables and the ROC plot (roc.png, roc.svg): ${dirname(r.files[0])}\n` +
+            `Each run's log (JSON lines), checkpoints and eval/: ${r.runsDir}/<run>/\n`);
+        } catch (err) {
+          if (err instanceof ConfigError) {
+            process.stderr.write(`${err.problems.join('\n')}\n`);
+            code = 2;
+            return;
+          }
+          throw err;
+        } finally {
+          await closeLogger(log);
+        }
+      });
+    })
+    .demandCommand(1, 'a command is required: start, evaluate, report or campaign')
     .strict()
     .fail((msg, err) => {
       if (err && !(err instanceof Error && /Unknown|Missing|required|Invalid/.test(err.message))) throw err;

@@ -27,7 +27,7 @@ const shape = winston.format((info) => {
   return info;
 });
 
-/** `[#######-------] 7/14` for events that carry step and maxSteps (a progress bar on a TTY). */
+/** `[#######-------] 7/14` for events that carry step and maxSteps, or units and of (a progress bar on a TTY). */
 function bar(step: unknown, total: unknown): string {
   if (typeof step !== 'number' || typeof total !== 'number' || total <= 0) return '';
   const width = 20;
@@ -38,7 +38,7 @@ function bar(step: unknown, total: unknown): string {
 const pretty = winston.format.printf((info) => {
   const { level, message, ts, component, event, maxSteps, ...rest } = info as Record<string, unknown>;
   void event;
-  const progress = bar(rest.step, maxSteps);
+  const progress = bar(rest.step, maxSteps) || bar(rest.units, rest.of);
   const fields = Object.entries(rest)
     .map(([k, v]) => `${k}=${typeof v === "number" ? (Number.isInteger(v) ? v : +(v as number).toPrecision(5)) : typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
