@@ -69,6 +69,7 @@ async function main(): Promise<number> {
       .option('allow-missing', { type: 'boolean', describe: 'drop pairs with missing images instead of refusing' })
       .option('baseline', { type: 'string', describe: 'run dir or eval.json shown in brackets in Table 3' })
       .option('model', { type: 'string', describe: 'row name in the tables; default eval.model or the run dir name' })
+      .option('out', { type: 'string', describe: 'output folder; default <run-dir>/eval' })
       .option('local-workers', { type: 'number', default: 0, describe: 'spawn N worker processes here (tcp loopback)' })
       .option('worker-backend', { type: 'string', default: 'auto', describe: 'backend of the local workers' })
       .option('bind', { type: 'string', describe: 'override workers.bind' }),
@@ -77,7 +78,7 @@ async function main(): Promise<number> {
       if (!config) return;
       await guarded(() => evaluate({
         config, runDir: argv['run-dir'], checkpoint: argv.checkpoint, protocol: argv.protocol, allowMissing: argv['allow-missing'],
-        baseline: argv.baseline, model: argv.model, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind,
+        baseline: argv.baseline, model: argv.model, out: argv.out, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind,
       }));
     })
     .command('report', 'Table 1 over several runs (rows), Table 3 of the first with a baseline, ROC plot', (y) => y

@@ -32,6 +32,8 @@ export interface EvaluateArgs {
   /** A run dir or an eval.json to show in brackets in Table 3. */
   baseline?: string;
   model?: string;
+  /** Output folder; default <run-dir>/eval. */
+  out?: string;
   localWorkers: number;
   workerBackend: string;
   bind?: string;
@@ -79,7 +81,7 @@ export async function evaluate(a: EvaluateArgs): Promise<EvalReport> {
     local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend) : null;
     await cluster.waitForWorkers(a.config.workers.minWorkers);
     return await runEvaluation({
-      config: a.config, dispatcher: cluster.dispatcher, weights: state, dim: spec.embeddingSize, outDir: join(runDir, 'eval'),
+      config: a.config, dispatcher: cluster.dispatcher, weights: state, dim: spec.embeddingSize, outDir: a.out ? resolve(a.out) : join(runDir, 'eval'),
       model: a.model ?? a.config.eval.model ?? basename(runDir), configHash: runHash(a.config), checkpoint: name, log,
       protocol: a.protocol, allowMissing: a.allowMissing, baseline, checked,
     });
