@@ -1,9 +1,12 @@
 /**
  * `coordinator campaign --config FILE`: several runs of one base config — e.g. a baseline, a fine-tune
  * with the paper's random down-sampling, one in the fixed-24 px mode — each trained (or only evaluated)
- * then evaluated, and finally one Table 1 over all of them and Table 3 of one against another, in
- * <runsDir>/report. A campaign resumes: a run with a summary and an eval.json is not run again, one
- * with checkpoints continues with --resume. Campaign files validate against configs/campaign.schema.json.
+ * then evaluated (best checkpoint, or the init weights), and finally one Table 1 over all of them and
+ * Table 3 of one against another, in <runsDir>/report. A campaign resumes: a run with a summary and an
+ * eval.json is not run again, one with checkpoints continues with --resume. Between runs the workers are
+ * told 'stopped by campaign …', so workers started with --rejoin (Kubernetes) wait for the next
+ * coordinator; after the last evaluation they are told the campaign finished and exit 0. Campaign files
+ * validate against configs/campaign.schema.json.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -72,9 +75,21 @@ export async function runConfig(c: Campaign, run: CampaignRun): Promise<Config> 
   return loadConfig(c.config, sets);
 }
 
+/** The run trained to its end (stalled or maxSteps), not stopped by a signal. */
+function trained(dir: string): boolean {
+  const f = join(dir, 'summary.json');
+  if (!existsSync(f)) return false;
+  const s = JSON.parse(readFileSync(f, 'utf8')) as { reason?: string };
+  return !String(s.reason ?? '').startsWith('stopped by');
+}
+
 const hasCheckpoints = (dir: string): boolean => existsSync(join(dir, 'checkpoints')) && readdirSync(join(dir, 'checkpoints')).some((f) => f.startsWith('step-'));
 
-export interface CampaignResult { reports: EvalReport[]; files: string[]; table1: string; table3: string; runsDir: string }
+export interface CampaignResult {
+  reports: EvalReport[]; files: string[]; table1: string; table3: string; runsDir: string;
+  /** Set when a signal stopped the campaign (resume it by running it again). */
+  stopped?: string;
+}
 
 export async function runCampaign(file: string, log: Logger, only?: string[]): Promise<CampaignResult> {
   const c = loadCampaign(file);
@@ -89,16 +104,27 @@ export async function runCampaign(file: string, log: Logger, only?: string[]): P
     if (only && !only.includes(run.name)) continue;
     const runDir = join(c.runsDir, run.name);
     const evalJson = join(runDir, 'eval', 'eval.json');
-    if (existsSync(evalJson) && (!run.train || existsSync(join(runDir, 'summary.json')))) {
+    if (existsSync(evalJson) && (!run.train || trained(runDir))) {
       log.info('campaign_run', { event: 'campaign_run', campaign: c.name, run: run.name, index: i + 1, of: c.runs.length, phase: 'already done' });
       continue;
     }
     log.info('campaign_run', { event: 'campaign_run', campaign: c.name, run: run.name, index: i + 1, of: c.runs.length, phase: 'start', train: run.train, initFrom: run.initFrom });
-    const config = await runConfig(c, run);
+    // a campaign evaluates each run itself, after training (best checkpoint), whatever eval.when says
+    const config = { ...(await runConfig(c, run)) };
+    config.eval = { ...config.eval, when: 'never' };
     const common = { config, runDir, localWorkers: c.localWorkers, workerBackend: c.workerBackend };
-    if (run.train) await start({ ...common, resume: hasCheckpoints(runDir) });
-    // trained runs normally evaluate themselves (eval.when); otherwise, or if the run stopped first:
-    if (!existsSync(evalJson)) await evaluate({ ...common, checkpoint: run.train ? 'best' : 'init' });
+    // END tells workers started with --rejoin (Kubernetes) to wait for the next coordinator ('stopped by …'),
+    // except after the campaign's last evaluation
+    const next = i === c.runs.length - 1 ? null : c.runs[i + 1].name;
+    if (run.train && !trained(runDir)) {
+      const s = await start({ ...common, resume: hasCheckpoints(runDir), endReason: `stopped by campaign ${c.name}: evaluation of ${run.name} next` });
+      if (s.reason.startsWith('stopped by')) {
+        // SIGTERM/SIGINT: the run checkpointed; `coordinator campaign` again resumes it
+        log.warn('campaign_stopped', { event: 'campaign_stopped', campaign: c.name, run: run.name, reason: s.reason });
+        return { reports: [], files: [], table1: '', table3: '', runsDir: c.runsDir, stopped: s.reason };
+      }
+    }
+    await evaluate({ ...common, checkpoint: run.train ? 'best' : 'init', endReason: next ? `stopped by campaign ${c.name}: run ${next} next` : `campaign ${c.name} finished` });
     log.info('campaign_run', { event: 'campaign_run', campaign: c.name, run: run.name, index: i + 1, of: c.runs.length, phase: 'done' });
   }
   return report(c);

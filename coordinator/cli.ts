@@ -99,6 +99,10 @@ async function main(): Promise<number> {
         const log = createLogger({ component: 'campaign' });
         try {
           const r = await runCampaign(argv.config, log, argv.only?.map(String));
+          if (r.stopped) {
+            process.stdout.write(`\nCampaign stopped (${r.stopped}); run the same command again to resume.\n`);
+            return;
+          }
           process.stdout.write(`\n${r.table1}\n${r.table3}\nAll tables and the ROC plot (roc.png, roc.svg): ${dirname(r.files[0])}\n` +
             `Each run's log (JSON lines), checkpoints and eval/: ${r.runsDir}/<run>/\n`);
         } catch (err) {

@@ -32,6 +32,8 @@ export interface EvaluateArgs {
   /** A run dir or an eval.json to show in brackets in Table 3. */
   baseline?: string;
   model?: string;
+  /** What END tells the workers (see StartArgs.endReason). Default 'evaluation finished'. */
+  endReason?: string;
   /** Output folder; default <run-dir>/eval. */
   out?: string;
   localWorkers: number;
@@ -86,7 +88,7 @@ export async function evaluate(a: EvaluateArgs): Promise<EvalReport> {
       protocol: a.protocol, allowMissing: a.allowMissing, baseline, checked,
     });
   } finally {
-    await cluster?.end('evaluation finished');
+    await cluster?.end(a.endReason ?? 'evaluation finished');
     if (local) await local.exited;
     await closeLogger(log);
   }

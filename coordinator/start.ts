@@ -31,6 +31,12 @@ export interface StartArgs {
   bind?: string;
   /** Called with the bound endpoint once the transport listens. */
   onListening?: (endpoint: string) => void;
+  /**
+   * What END tells the workers when the run is over (default 'run finished': they exit 0). A campaign
+   * with more runs to come says 'stopped by campaign …', as a SIGTERM'd run says 'stopped by SIGTERM':
+   * workers started with --rejoin then wait for the next coordinator instead of exiting.
+   */
+  endReason?: string;
 }
 
 export { UsageError };
@@ -95,6 +101,7 @@ export async function start(a: StartArgs): Promise<RunSummary> {
   const local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend) : null;
   const controller = new Controller(a.config, spec, run, cluster, data, store, log);
   let signalled = false;
+  let endReason = a.endReason ?? 'run finished';
   const onSignal = (sig: string) => {
     signalled = true;
     log.warn('signal', { event: 'signal', signal: sig });
@@ -104,6 +111,7 @@ export async function start(a: StartArgs): Promise<RunSummary> {
   process.on('SIGINT', onSignal);
   try {
     const summary: RunSummary & { evaluation?: string } = await controller.runUntilDone();
+    if (signalled) endReason = summary.reason; // 'stopped by SIGTERM': --rejoin workers wait for the resumed run
     if (shouldEvaluate(a.config.eval, summary.state, signalled)) {
       // the paper's trigger: validation stalled on both splits → IJB-B on the same workers, best weights
       controller.setState('evaluating');
@@ -123,7 +131,7 @@ export async function start(a: StartArgs): Promise<RunSummary> {
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    await cluster.end('run finished');
+    await cluster.end(endReason);
     if (local) await local.exited;
     await data.close?.();
     await closeLogger(log);

@@ -3,15 +3,33 @@
  * `worker --coordinator tcp://HOST:PORT [--backend auto|gpu|node|wasm|cpu] [--name ID]`: a compute
  * process that joins a coordinator and works until it says END. `worker --check-backend` only loads the
  * backend and prints the choice as JSON. Every option can come from the environment as WORKER_<OPTION>
- * (WORKER_COORDINATOR, WORKER_BACKEND, …), which suits Kubernetes.
- * Exit codes: 0 done, 2 bad arguments, 1 runtime failure (a forced backend that cannot load included).
+ * (WORKER_COORDINATOR, WORKER_BACKEND, WORKER_GIVE_UP_AFTER, …), which suits Kubernetes.
+ * SIGTERM/SIGINT: finish the micro-batch in hand, hand back the rest, say BYE, exit 0 (a second signal
+ * exits at once). Exit codes: 0 done or stopped, 2 bad arguments, 1 runtime failure (a forced backend
+ * that cannot load, no coordinator within --give-up-after).
  */
 import { hostname } from 'node:os';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { closeLogger, createLogger } from '../shared/log.js';
 import { BACKENDS, BackendUnavailableError, selectBackend, type BackendRequest } from './backend.js';
-import { runWorker } from './run.js';
+import { LIFECYCLE_DEFAULTS, runWorker } from './run.js';
+
+/** SIGTERM (Kubernetes eviction, preemption) and SIGINT abort the returned signal; a second one exits at once. */
+function stopOnSignals(log: ReturnType<typeof createLogger>): AbortSignal {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (ac.signal.aborted) {
+      process.stderr.write(`worker: second ${sig}, exiting now\n`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    }
+    log.warn('signal', { event: 'signal', signal: sig });
+    ac.abort(sig);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return ac.signal;
+}
 
 async function main(): Promise<number> {
   const argv = await yargs(hideBin(process.argv))
@@ -26,9 +44,24 @@ async function main(): Promise<number> {
     })
     .option('name', { type: 'string', describe: 'worker name in logs (default: host-pid)' })
     .option('capacity', { type: 'number', default: 1, describe: 'relative speed: a worker with capacity 2 gets twice the micro-batches' })
+    .option('give-up-after', {
+      type: 'number', default: LIFECYCLE_DEFAULTS.giveUpMs / 1000,
+      describe: 'seconds without a word from a coordinator (before it is up, or once it went silent) before exiting 1; 0: wait forever',
+    })
+    .option('stop-timeout', {
+      type: 'number', default: LIFECYCLE_DEFAULTS.stopTimeoutMs / 1000,
+      describe: 'seconds the goodbye after SIGTERM may take (finish the micro-batch, hand back the rest, BYE) before exiting anyway',
+    })
+    .option('rejoin', {
+      type: 'boolean', default: LIFECYCLE_DEFAULTS.rejoin,
+      describe: 'when the coordinator ends because it was stopped (it will --resume), wait for it instead of exiting (Kubernetes)',
+    })
     .option('check-backend', { type: 'boolean', default: false, describe: 'load the backend, print what was chosen as JSON, exit' })
     .check((a) => {
       if (!a.checkBackend && !a.coordinator) throw new Error('--coordinator is required (or --check-backend)');
+      for (const k of ['give-up-after', 'stop-timeout'] as const) {
+        if (!(Number(a[k]) >= 0)) throw new Error(`--${k} must be a number of seconds >= 0, got ${String(a[k])}`);
+      }
       return true;
     })
     .strict()
@@ -41,13 +74,21 @@ async function main(): Promise<number> {
 
   const name = argv.name ?? `${hostname()}-${process.pid}`;
   const log = createLogger({ component: `worker:${name}`, stream: argv.checkBackend ? 'stderr' : 'stdout' });
+  const signal = argv.checkBackend ? undefined : stopOnSignals(log); // before loading the backend: that takes seconds
   try {
     const info = await selectBackend(argv.backend as BackendRequest, log);
     if (argv.checkBackend) {
       process.stdout.write(`${JSON.stringify(info)}\n`);
       return 0;
     }
-    return await runWorker({ coordinator: argv.coordinator!, name, backend: info, capacity: argv.capacity, log });
+    if (signal?.aborted) { // stopped while the backend loaded: the coordinator never heard of us
+      log.info('goodbye', { event: 'goodbye', reason: String(signal.reason), handedBack: 0 });
+      return 0;
+    }
+    return await runWorker({
+      coordinator: argv.coordinator!, name, backend: info, capacity: argv.capacity, log, signal,
+      lifecycle: { giveUpMs: argv.giveUpAfter * 1000, stopTimeoutMs: argv.stopTimeout * 1000, rejoin: argv.rejoin },
+    });
   } catch (err) {
     if (err instanceof BackendUnavailableError) {
       log.error('backend unavailable', { event: 'backend_unavailable', backend: err.backend, reason: err.message });
