@@ -12,7 +12,7 @@ import type { Config } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
 import { drawRecipe, type AugmentArgs } from './augment.js';
 import { readDataset, type Dataset, type ImageEntry } from './dataset.js';
-import { LoaderPool } from './loader_pool.js';
+import { LoaderPool, shardOfIdentity } from './loader_pool.js';
 import type { LoadItem } from './loader_thread.js';
 import type { DataSource, Sample, TrainRequest, ValidationSplit } from './source.js';
 import { splitImages } from './split.js';
@@ -113,10 +113,11 @@ export class FolderSource implements DataSource {
   /** Loads items; failed ones are replaced by the next usable image of the same identity and list. */
   private async load(items: { key: string; label: number; list: string; extra: Partial<LoadItem> }[]): Promise<Uint8Array> {
     const keys = items.map((it) => it.key);
-    const first = await this.pool.run({
+    // identity shards: each loader thread decodes the images of its own range of identities
+    const first = await this.pool.runSharded({
       items: keys.map((k, i) => ({ ...this.item(this.replacementOf(k, items[i].list)), ...items[i].extra })),
       args: this.args, channelOrder: this.config.model.channelOrder, boxMargin: this.config.data.boxMargin,
-    });
+    }, (i) => shardOfIdentity(items[i].label, this.numClasses, this.pool.threads));
     const data = first.data;
     let failed = first.failed;
     const size = this.args.crop * this.args.crop * 3;

@@ -1,0 +1,53 @@
+/**
+ * coordinator/data/loader_pool.ts: identity shards (contiguous, balanced ranges of the sorted identities)
+ * and runSharded — items split over the threads by shard come back in item order, byte-identical to one
+ * thread doing the whole task, with failed items reported at their original index.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { LoaderPool, shardOfIdentity } from '../../coordinator/data/loader_pool.js';
+import type { AugmentArgs } from '../../coordinator/data/augment.js';
+import { tempDir } from '../helpers/coordinator.js';
+
+test('shardOfIdentity: contiguous ranges, balanced, every shard used', () => {
+  assert.deepEqual(Array.from({ length: 10 }, (_, l) => shardOfIdentity(l, 10, 3)), [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]);
+  assert.deepEqual(Array.from({ length: 4 }, (_, l) => shardOfIdentity(l, 4, 4)), [0, 1, 2, 3]);
+  assert.deepEqual(Array.from({ length: 3 }, (_, l) => shardOfIdentity(l, 3, 1)), [0, 0, 0]);
+  const sizes = new Array(7).fill(0);
+  for (let l = 0; l < 8631; l++) sizes[shardOfIdentity(l, 8631, 7)] += 1;
+  assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 1, `balanced: ${sizes}`);
+  assert.throws(() => shardOfIdentity(10, 10, 3), RangeError);
+  assert.throws(() => shardOfIdentity(-1, 10, 3), RangeError);
+});
+
+test('runSharded equals one thread, in item order; failures keep their index', async () => {
+  const dir = tempDir('shards');
+  const paths: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const px = Buffer.alloc(40 * 30 * 3);
+    for (let j = 0; j < px.length; j++) px[j] = (j * (i + 3) + i * 17) & 255;
+    const p = join(dir, `${i}.png`);
+    await sharp(px, { raw: { width: 40, height: 30, channels: 3 } }).png().toFile(p);
+    paths.push(p);
+  }
+  const bad = join(dir, 'bad.jpg');
+  writeFileSync(bad, Buffer.from('not an image at all'));
+  const args: AugmentArgs = { mode: 'none', downsampleProbability: 0, kMin: 3, kMax: 8, fixedResolution: 24, resizeShorter: 20, crop: 16 };
+  const items = [...paths.slice(0, 3), bad, ...paths.slice(3)].map((path, i) => ({ path, box: null, lowResolution: i % 2 ? 8 : null }));
+  const task = { items, args, channelOrder: 'BGR' as const, boxMargin: 0 };
+  const pool = new LoaderPool(3);
+  try {
+    const one = await pool.run(task, 0);
+    const shard = [0, 2, 1, 0, 2, 1, 1];
+    const split = await pool.runSharded(task, (i) => shard[i]);
+    assert.equal(split.data.length, items.length * 16 * 16 * 3);
+    assert.deepEqual(split.data, one.data);
+    assert.deepEqual(split.failed.map((f) => [f.index, f.path]), [[3, bad]]);
+    assert.deepEqual(one.failed.map((f) => f.index), [3]);
+  } finally {
+    await pool.close();
+  }
+});
