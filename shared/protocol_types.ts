@@ -1,0 +1,83 @@
+/**
+ * The wire protocol's vocabulary (see ./protocol.ts for the format): its version and size defaults, the
+ * message and control unions, what a decode yields, and `ProtocolError`. Types and constants only.
+ */
+import type { BlobPool } from './pool.js';
+
+export const PROTOCOL_VERSION = 2;
+export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Streamable blobs (weights, gradients) of at least this many bytes travel as a pulled stream. */
+export const DEFAULT_STREAM_BYTES = 64 * 1024;
+/** A stream is cut into at most this many part messages (several frames each when chunkBytes is small). */
+export const MAX_STREAM_PARTS = 256;
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024;
+
+export type Mode = 'train' | 'validate' | 'features';
+export interface WorkItem { id: string; count: number }
+export interface ItemResult { id: string; count: number; lossSum: number; correct: number; finite: boolean }
+export type Message =
+  | { type: 'hello'; name: string; pid: number; host: string; backend: string; capacity: number }
+  | { type: 'welcome'; runId: string; config: unknown; modelHash: string }
+  | { type: 'ready'; modelHash: string }
+  | { type: 'weights'; version: number; weights: Float32Array; bnStats: Float32Array }
+  | { type: 'work'; requestId: number; step: number; mode: Mode; weightsVersion: number; imageSize: number;
+      items: WorkItem[]; images: Uint8Array; labels: Int32Array }
+  | { type: 'result'; requestId: number; step: number; mode: Mode; items: ItemResult[];
+      /** A streamed gradient arrives whole, in a buffer lent by the receiver's pool (give it back once added);
+       *  an inline multi-frame one decoded with `chunks: true` comes as its frames' views. */
+      gradSum: Float32Array | Float32Array[] | null; bnStats: Float32Array | null; features: Float32Array | null }
+  | { type: 'heartbeat' }
+  | { type: 'bye'; reason: string }
+  | { type: 'end'; reason: string }
+  | { type: 'error'; requestId: number | null; message: string };
+export type MessageType = Message['type'];
+
+/** Transport control messages (see the header): never handed to the application. */
+export type Control =
+  | { type: 'pull'; stream: number }
+  | { type: 'part'; stream: number; offset: number; data: Buffer[] }
+  | { type: 'drop'; stream: number; reason: string }
+  | { type: 'gone'; stream: number; reason: string };
+export type ControlType = Control['type'];
+
+/** The streamed blob of a head: the message is complete once `bytes` bytes of stream `id` are in. */
+export interface StreamInfo { id: number; field: string; dtype: DType; bytes: number }
+
+/** What one received multipart message is. */
+export type Incoming =
+  | { kind: 'message'; msg: Message }
+  /** A message whose `stream.field` is still null: its bytes come as parts once pulled. */
+  | { kind: 'head'; msg: Message; stream: StreamInfo }
+  | { kind: 'control'; control: Control };
+
+export type ProtocolErrorCode = 'bad-frames' | 'too-large' | 'bad-json' | 'version' | 'unknown-type' | 'schema'
+  | 'frame-count' | 'blob-bytes' | 'blob-align' | 'blob-type' | 'work-shape' | 'bad-chunk' | 'stream' | 'internal';
+
+/** A message that is not valid protocol. `reason` is a short human sentence; `code` a stable tag. */
+export class ProtocolError extends Error {
+  /** The stream a rejected head announced, when it could be read (so the sender can be told to drop it). */
+  stream?: number;
+
+  constructor(readonly code: ProtocolErrorCode, readonly reason: string) {
+    super(reason);
+    this.name = 'ProtocolError';
+  }
+}
+
+export interface DecodeLimits {
+  /** Sum of all frame lengths (header included) plus the bytes of an announced stream. Default 1 GiB. */
+  maxMessageBytes?: number;
+  /** Where multi-frame blobs of at least pool.minBytes are assembled (reused buffers); default: fresh. */
+  pool?: BlobPool;
+  /**
+   * Return a multi-frame `result.gradSum` as Float32Array views of its frames instead of one
+   * reassembled array (when every frame is 4-byte aligned): a reader that only sums it saves a copy of
+   * the whole gradient and its memory. Default false.
+   */
+  chunks?: boolean;
+  /** Length of the JSON header frame. Default 16 MiB. */
+  maxHeaderBytes?: number;
+}
+
+export type DType = 'f32' | 'u8' | 'i32';
