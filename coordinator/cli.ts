@@ -12,7 +12,7 @@ import { hideBin } from 'yargs/helpers';
 import { loadConfig } from '../shared/config/load.js';
 import { ConfigError } from '../shared/config/schema.js';
 import { UsageError } from './errors.js';
-import { evaluate, report } from './evaluate_cmd.js';
+import { evaluate, report, runDirOf } from './evaluate_cmd.js';
 import { start } from './start.js';
 import { runCampaign } from './campaign.js';
 import { closeLogger, createLogger } from '../shared/log.js';
@@ -63,7 +63,7 @@ async function main(): Promise<number> {
     .command('evaluate', 'IJB-B style 1:1 verification of a checkpoint at every resolution: <run-dir>/eval/', (y) => y
       .option('config', { type: 'string', demandOption: true, describe: 'JSON config (the run\'s; eval.* keys apply)' })
       .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a key: --set eval.mixed=false' })
-      .option('run-dir', { type: 'string', demandOption: true, describe: 'the run whose checkpoint is evaluated; eval/ is written there' })
+      .option('run-dir', { type: 'string', describe: 'the run whose checkpoint is evaluated; eval/ is written there (default: the run of --checkpoint DIR)' })
       .option('checkpoint', { type: 'string', describe: "best | last | init (config init.weights) | a checkpoint dir; default eval.checkpoint" })
       .option('protocol', { type: 'string', describe: 'protocol folder or file; default eval.protocol' })
       .option('allow-missing', { type: 'boolean', describe: 'drop pairs with missing images instead of refusing' })
@@ -77,7 +77,7 @@ async function main(): Promise<number> {
       const config = configOf(argv.config, argv.set);
       if (!config) return;
       await guarded(() => evaluate({
-        config, runDir: argv['run-dir'], checkpoint: argv.checkpoint, protocol: argv.protocol, allowMissing: argv['allow-missing'],
+        config, runDir: argv['run-dir'] ?? runDirOf(argv.checkpoint), checkpoint: argv.checkpoint, protocol: argv.protocol, allowMissing: argv['allow-missing'],
         baseline: argv.baseline, model: argv.model, out: argv.out, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind,
       }));
     })

@@ -5,7 +5,7 @@
  * eval.json of several runs, Table 3 of the first with another run as baseline.
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { runHash } from '../shared/config/load.js';
 import type { Config } from '../shared/config/schema.js';
 import { closeLogger, createLogger, type Logger } from '../shared/log.js';
@@ -40,6 +40,16 @@ export interface EvaluateArgs {
   workerBackend: string;
   bind?: string;
   onListening?: (endpoint: string) => void;
+}
+
+/** The run dir of a checkpoint directory `<run>/checkpoints/step-N` (when --run-dir is not given). */
+export function runDirOf(checkpoint: string | undefined): string {
+  if (!checkpoint || ['best', 'last', 'init'].includes(checkpoint)) {
+    throw new UsageError('--run-dir is required unless --checkpoint names a checkpoint directory (<run>/checkpoints/step-N)');
+  }
+  const dir = resolve(checkpoint);
+  if (basename(dirname(dir)) !== 'checkpoints') throw new UsageError(`--checkpoint ${checkpoint} is not <run>/checkpoints/step-N: pass --run-dir`);
+  return dirname(dirname(dir));
 }
 
 /** eval.json of a run dir (or the file itself). */
