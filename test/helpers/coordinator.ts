@@ -1,4 +1,4 @@
-/** Runs the real `coordinator` command in a child process and collects its JSON log lines. */
+/** Real `coordinator` and `worker` processes for integration tests, their JSON log lines collected. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,10 +18,11 @@ export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `${prefix}-`));
 }
 
-export function startCoordinator(args: string[], onLine?: (l: LogLine) => void): CoordinatorRun {
-  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'coordinator', 'cli.js'), ...args], {
+/** Spawns `node script args…` (JSON logs at info unless `env` says otherwise), collecting its log lines (stdout) and stderr. */
+export function spawnLogged(script: string, args: string[], env: NodeJS.ProcessEnv = process.env, onLine?: (l: LogLine) => void): CoordinatorRun {
+  const child = spawn(process.execPath, [script, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info' },
+    env: { LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
   });
   const lines: LogLine[] = [];
   let stderr = '';
@@ -37,6 +38,11 @@ export function startCoordinator(args: string[], onLine?: (l: LogLine) => void):
   });
   const done = new Promise<{ code: number | null; stderr: string }>((resolve) => child.on('exit', (code) => setTimeout(() => resolve({ code, stderr }), 50)));
   return { child, lines, done };
+}
+
+/** Runs the real `coordinator` command in a child process and collects its JSON log lines. */
+export function startCoordinator(args: string[], onLine?: (l: LogLine) => void): CoordinatorRun {
+  return spawnLogged(join(repoRoot, 'dist', 'coordinator', 'cli.js'), args, { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info' }, onLine);
 }
 
 /** `coordinator start` with the tiny config, local wasm workers and a free port. */

@@ -22,7 +22,7 @@ import { repoRoot } from '../../shared/paths.js';
 import type { Message } from '../../shared/protocol.js';
 import { bindCoordinator, type CoordinatorTransport, type Envelope } from '../../shared/transport.js';
 import { modelHash } from '../../worker/run.js';
-import { startCoordinator, tempDir, tinyArgs, type LogLine } from '../helpers/coordinator.js';
+import { spawnLogged, startCoordinator, tempDir, tinyArgs, type LogLine } from '../helpers/coordinator.js';
 
 const tiny = join(repoRoot, 'configs', 'tiny.json');
 const TOL = 1e-5;
@@ -40,24 +40,9 @@ after(() => { // a failed test leaves no worker waiting for its coordinator
 /** A real `worker` process (wasm), its JSON log lines collected. */
 function startWorker(endpoint: string, name: string, extra: string[] = [], env: Record<string, string> = {}, onLine?: (l: LogLine) => void): WorkerRun {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WORKER_')));
-  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'worker', 'cli.js'), '--coordinator', endpoint, '--name', name, '--backend', 'wasm', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...clean, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
-  });
-  children.push(child);
-  const lines: LogLine[] = [];
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  createInterface({ input: child.stdout! }).on('line', (text) => {
-    try {
-      const l = JSON.parse(text) as LogLine;
-      lines.push(l);
-      onLine?.(l);
-    } catch {
-      // not a log line
-    }
-  });
-  const done = new Promise<{ code: number | null; stderr: string }>((resolve) => child.on('exit', (code) => setTimeout(() => resolve({ code, stderr }), 50)));
-  return { child, lines, done };
+  const run = spawnLogged(join(repoRoot, 'dist', 'worker', 'cli.js'), ['--coordinator', endpoint, '--name', name, '--backend', 'wasm', ...extra], { ...clean, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env }, onLine);
+  children.push(run.child);
+  return run;
 }
 
 async function freePort(): Promise<number> {
