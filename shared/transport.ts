@@ -190,11 +190,20 @@ export async function bindCoordinator(endpoint: string, opts: TransportOptions =
   // instead of failing with EHOSTUNREACH, and hold up the send queue for every other peer meanwhile.
   const sock = new Router({ mandatory: true, handover: true, sendTimeout: 0 });
   const t = new ZmqCoordinator(sock, opts);
-  try {
-    await sock.bind(endpoint);
-  } catch (e) {
-    await t.close();
-    throw e;
+  // a port just released by a closed socket of this process (a campaign's previous run, or evaluation
+  // after training on a fixed port) can stay busy for a moment: retry "address in use" for ~5 s
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await sock.bind(endpoint);
+      break;
+    } catch (e) {
+      if (attempt < 50 && /in use/i.test((e as Error).message)) {
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      await t.close();
+      throw e;
+    }
   }
   t.endpoint = sock.lastEndpoint ?? endpoint;
   return t;

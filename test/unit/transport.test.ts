@@ -189,6 +189,8 @@ test('a worker started before the coordinator connects once it is up, and after 
     assert.deepStrictEqual(await next(win), { type: 'ready', modelHash: 'x' });
 
     await coord.close();
+    coord = null;
+    // the closed socket may hold the port for a moment: bindCoordinator retries "address in use"
     coord = await bindCoordinator(endpoint, opts);
     const cin = iter(coord.messages());
     // a message sent before the worker's socket has noticed the old coordinator is gone can go down the
