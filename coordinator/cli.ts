@@ -17,7 +17,6 @@ import { start } from './start.js';
 import { runCampaign } from './campaign.js';
 import { closeLogger, createLogger } from '../shared/log.js';
 import { dirname } from 'node:path';
-import type { Config } from '../shared/config/schema.js';
 
 async function main(): Promise<number> {
   const usage = (msg: string): number => {
@@ -25,23 +24,15 @@ async function main(): Promise<number> {
     return 2;
   };
   let code = 0;
-  const configOf = (file: string, set: (string | number)[]): Config | null => {
-    try {
-      return loadConfig(file, set.map(String));
-    } catch (err) {
-      if (err instanceof ConfigError) {
-        process.stderr.write(`${err.problems.join('\n')}\n`);
-        code = 2;
-        return null;
-      }
-      throw err;
-    }
-  };
+  /** Runs a command; a bad config (each problem on its own line) or bad usage → exit 2. */
   const guarded = async (run: () => Promise<unknown>): Promise<void> => {
     try {
       await run();
     } catch (err) {
-      if (err instanceof UsageError) code = usage(err.message);
+      if (err instanceof ConfigError) {
+        process.stderr.write(`${err.problems.join('\n')}\n`);
+        code = 2;
+      } else if (err instanceof UsageError) code = usage(err.message);
       else throw err;
     }
   };
@@ -56,9 +47,7 @@ async function main(): Promise<number> {
       .option('bind', { type: 'string', describe: 'override workers.bind, e.g. tcp://127.0.0.1:0' })
       .option('resume', { type: 'boolean', default: false, describe: 'continue from the newest complete checkpoint of --run-dir' }),
     async (argv) => {
-      const config = configOf(argv.config, argv.set);
-      if (!config) return;
-      await guarded(() => start({ config, runDir: argv['run-dir'], resume: argv.resume, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind }));
+      await guarded(() => start({ config: loadConfig(argv.config, argv.set.map(String)), runDir: argv['run-dir'], resume: argv.resume, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind }));
     })
     .command('evaluate', 'IJB-B style 1:1 verification of a checkpoint at every resolution: <run-dir>/eval/', (y) => y
       .option('config', { type: 'string', demandOption: true, describe: 'JSON config (the run\'s; eval.* keys apply)' })
@@ -74,10 +63,8 @@ async function main(): Promise<number> {
       .option('worker-backend', { type: 'string', default: 'auto', describe: 'backend of the local workers' })
       .option('bind', { type: 'string', describe: 'override workers.bind' }),
     async (argv) => {
-      const config = configOf(argv.config, argv.set);
-      if (!config) return;
       await guarded(() => evaluate({
-        config, runDir: argv['run-dir'] ?? runDirOf(argv.checkpoint), checkpoint: argv.checkpoint, protocol: argv.protocol, allowMissing: argv['allow-missing'],
+        config: loadConfig(argv.config, argv.set.map(String)), runDir: argv['run-dir'] ?? runDirOf(argv.checkpoint), checkpoint: argv.checkpoint, protocol: argv.protocol, allowMissing: argv['allow-missing'],
         baseline: argv.baseline, model: argv.model, out: argv.out, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind,
       }));
     })
@@ -105,13 +92,6 @@ async function main(): Promise<number> {
           }
           process.stdout.write(`\n${r.table1}\n${r.table3}\nAll tables and the ROC plot (roc.png, roc.svg): ${dirname(r.files[0])}\n` +
             `Each run's log (JSON lines), checkpoints and eval/: ${r.runsDir}/<run>/\n`);
-        } catch (err) {
-          if (err instanceof ConfigError) {
-            process.stderr.write(`${err.problems.join('\n')}\n`);
-            code = 2;
-            return;
-          }
-          throw err;
         } finally {
           await closeLogger(log);
         }

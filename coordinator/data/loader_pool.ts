@@ -50,7 +50,9 @@ export class LoaderPool {
     const groups = new Map<number, number[]>();
     task.items.forEach((_, i) => {
       const s = shardOf(i) % this.slots.length;
-      groups.set(s, [...(groups.get(s) ?? []), i]);
+      const g = groups.get(s);
+      if (g) g.push(i);
+      else groups.set(s, [i]);
     });
     if (groups.size === 1) return this.run(task, [...groups.keys()][0]);
     const size = task.args.crop * task.args.crop * 3;

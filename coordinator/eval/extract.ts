@@ -82,7 +82,12 @@ export async function extractFeatures(a: ExtractArgs): Promise<Extracted> {
       return res.data;
     });
   };
-  const chunk = (c: number): Promise<Uint8Array> => {
+  const loaded = new Set<string>();
+  /** Chunk c's decoded images for unit `id`; a chunk leaves the cache once each of its R units took it. */
+  const chunk = (c: number, id: string): Promise<Uint8Array> => {
+    // a unit loaded again (its worker was lost) decodes afresh, outside the cache, which it already left
+    if (loaded.has(id)) return decode(c);
+    loaded.add(id);
     for (let k = c; k < Math.min(chunks, c + 1 + lookahead); k++) {
       if (!cache.has(k)) {
         const data = decode(k);
@@ -99,10 +104,11 @@ export async function extractFeatures(a: ExtractArgs): Promise<Extracted> {
   for (let c = 0; c < chunks; c++) {
     const count = Math.min(mb, protocol.images.length - c * mb);
     for (let ri = 0; ri < R; ri++) {
+      const id = `feat:${ri}:${c}`;
       units.push({
-        id: `feat:${ri}:${c}`, index: c * R + ri, count,
+        id, index: c * R + ri, count,
         load: async () => {
-          const all = await chunk(c);
+          const all = await chunk(c, id);
           const images = new Uint8Array(count * px);
           for (let i = 0; i < count; i++) images.set(all.subarray((i * R + ri) * px, (i * R + ri + 1) * px), i * px);
           return { images, labels: new Int32Array(count) };

@@ -8,11 +8,10 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parse } from 'yaml';
 import { CheckpointStore } from '../../coordinator/checkpoint.js';
 import { loadConfig } from '../../shared/config/load.js';
@@ -22,7 +21,7 @@ import { repoRoot } from '../../shared/paths.js';
 import type { Message } from '../../shared/protocol.js';
 import { bindCoordinator, type CoordinatorTransport, type Envelope } from '../../shared/transport.js';
 import { modelHash } from '../../worker/run.js';
-import { spawnLogged, startCoordinator, tempDir, tinyArgs, type LogLine } from '../helpers/coordinator.js';
+import { spawnCommand, spawnLogged, startCoordinator, tempDir, tinyArgs, type CoordinatorRun, type LogLine } from '../helpers/coordinator.js';
 
 const tiny = join(repoRoot, 'configs', 'tiny.json');
 const TOL = 1e-5;
@@ -31,7 +30,7 @@ async function until(cond: () => unknown): Promise<void> {
   while (!cond()) await sleep(20);
 }
 
-interface WorkerRun { child: ChildProcess; lines: LogLine[]; done: Promise<{ code: number | null; stderr: string }> }
+type WorkerRun = CoordinatorRun;
 const children: ChildProcess[] = [];
 after(() => { // a failed test leaves no worker waiting for its coordinator
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -182,20 +181,8 @@ test('the coordinator Job command: SIGTERM checkpoints and exits 75 (the Job ret
   // the manifest's command and args, with this machine's paths and local workers
   const local = args.map((a) => (a === '/config/config.json' ? tiny : a === '$(RUN_DIR)' ? runDir : a === 'dist/coordinator/cli.js' ? join(repoRoot, a) : a));
   const extra = ['--bind', 'tcp://127.0.0.1:0', '--local-workers', '2', '--worker-backend', 'wasm', '--set', 'training.maxSteps=5', '--set', 'validation.everySteps=1000'];
-  const startPod = (onLine?: (l: LogLine) => void) => {
-    const child = spawn(command[0], [...command.slice(1), ...local, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUN_DIR: runDir, LOG_FORMAT: 'json' } });
-    const lines: LogLine[] = [];
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    createInterface({ input: child.stdout! }).on('line', (t) => {
-      try {
-        const l = JSON.parse(t) as LogLine;
-        lines.push(l);
-        onLine?.(l);
-      } catch { /* not JSON */ }
-    });
-    return { child, lines, done: new Promise<{ code: number | null; stderr: string }>((r) => child.on('exit', (code) => r({ code, stderr }))) };
-  };
+  const startPod = (onLine?: (l: LogLine) => void) =>
+    spawnCommand(command[0], [...command.slice(1), ...local, ...extra], { ...process.env, RUN_DIR: runDir, LOG_FORMAT: 'json' }, onLine);
   let stopped = false;
   const first = startPod((l) => {
     if (!stopped && l.event === 'step' && l.component === 'coordinator') {
