@@ -3,13 +3,12 @@
  * paper's training augmentation and the validation transform end to end against PIL (the same recipes
  * applied by test/fixtures/make_pil_reference.py with Pillow 9.4: down/up, Resize(256), crop at the
  * given offsets), 'fixed' and 'none' modes, zero padding when the crop is larger than the image, the
- * authors' low-resolution size rule, channel order, and a throughput measurement (diagnostic only).
+ * authors' low-resolution size rule and channel order (throughput is measured by npm run bench:augment, not here).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { fixturesDir } from '../../shared/paths.js';
 import { readNpz } from '../../shared/model/npz.js';
 import { resampleBackend, resizeBilinear, sizeForShorter, type RgbImage } from '../../coordinator/data/resample.js';
@@ -231,37 +230,5 @@ describe('augment: modes, padding, purity, channel order', () => {
     assert.deepEqual(out, Uint8Array.from([3, 2, 1, 30, 20, 10]));
     assert.deepEqual(toChannelOrder(out, 'BGR'), Uint8Array.from([1, 2, 3, 10, 20, 30]));
     assert.throws(() => toChannelOrder(new Uint8Array(4), 'BGR'), RangeError);
-  });
-});
-
-describe('augment: throughput (diagnostic only)', () => {
-  after(() => resampleBackend('wasm'));
-  it('augmentTrain on 250x250 inputs, paper settings (p 0.7, k 3…8, 256, crop 224), one thread', (t) => {
-    const lfw = get('in_lfw');
-    // a few distinct 250x250 inputs so that caches see more than one image
-    const inputs = [lfw, ...[1, 2, 3].map((s) => ({ ...lfw, data: lfw.data.map((v, i) => (v + s * (i % 7)) & 255) }))];
-    const recipes = Array.from({ length: 1000 }, (_, i) => drawRecipe(2019, 0, i, PAPER));
-    const down = recipes.filter((r) => r.downsampleTo !== null && r.downsampleTo < 250).length;
-    let sink = 0;
-    /** Best of `rounds` rounds over the recipes: images per wall-clock second and per CPU second of this process. */
-    const rate = (f: (i: number) => Uint8Array, n: number, rounds: number): string => {
-      for (let i = 0; i < 200; i++) sink += f(i)[i];
-      let wall = 0;
-      let cpu = 0;
-      for (let r = 0; r < rounds; r++) {
-        const c0 = process.cpuUsage();
-        const t0 = performance.now();
-        for (let i = 0; i < n; i++) sink += f(i)[i % 1000];
-        const c = process.cpuUsage(c0);
-        wall = Math.max(wall, n / ((performance.now() - t0) / 1000));
-        cpu = Math.max(cpu, n / ((c.user + c.system) / 1e6));
-      }
-      return `${Math.round(wall)} images/s wall clock, ${Math.round(cpu)} per CPU second (${Math.round(1e6 / cpu)} µs each)`;
-    };
-    const train = (i: number): Uint8Array => augmentTrain(inputs[i % 4], recipes[i % 1000], PAPER);
-    t.diagnostic(`augmentTrain, WebAssembly passes: ${rate(train, 1000, 4)}; ${down / 10}% of recipes down/up`);
-    t.diagnostic(`transformValidation res24, WebAssembly passes: ${rate((i) => transformValidation(inputs[i % 4], 24, PAPER), 1000, 2)}`);
-    resampleBackend('js');
-    t.diagnostic(`augmentTrain, TypeScript passes: ${rate(train, 300, 2)} (checksum ${sink})`);
   });
 });
