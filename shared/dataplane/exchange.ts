@@ -1,0 +1,198 @@
+/**
+ * One worker's side of the peer data plane: shard owners (reduce-scatter to owners, SGD on the owned
+ * slice, all-gather of the slice's new momentum). Chosen over a ring for three reasons (README,
+ * "Exchange modes"): the same bytes per worker as a ring, 2(N−1)/N of the model; two hops of latency
+ * instead of 2(N−1); and the owner sums the blocks in the canonical tree order of ./canonical.ts, which
+ * a ring's running partial sums cannot do.
+ *
+ * A step's reduce is one *attempt* under a plan from the coordinator (members in shard order, who holds
+ * which block, the lr). Every chunk of the plan is processed as soon as it can be: an owner sums a chunk
+ * once every block's slice of it is in, computes its new momentum into `staged` and sends it to every
+ * other member at once, so the two phases overlap chunk by chunk. The attempt ends when `staged` holds
+ * the whole range; the coordinator then says commit (every member moves its weights by the same staged
+ * momentum) or starts a new attempt without a lost member, which nothing staged can disturb.
+ * Messages for a later attempt are kept until its plan arrives; those of older attempts are dropped.
+ */
+import { blockKey, shardRanges, treeSum, treeWidth, TreeScratch, type Block } from './canonical.js';
+import type { DataHeader, Mesh, MeshMessage } from './mesh.js';
+import { applyMomentum, shardMomentum, type ShardSgdArgs } from '../optim/sgd_shard.js';
+
+export interface ReducePlan {
+  step: number;
+  attempt: number;
+  /** The members of this attempt in shard order, each with its data-plane endpoint. */
+  members: { id: string; endpoint: string }[];
+  /** The elements reduced: all trainable ones, or only the classifier's. */
+  range: [number, number];
+  /** Micro-batches in the step (the canonical tree's leaves). */
+  units: number;
+  /** Who sends which block; together they cover 0..units-1 exactly once. */
+  blocks: (Block & { holder: string })[];
+  /** Samples in the step: the mean gradient is the sum / samples. */
+  samples: number;
+  sgd: ShardSgdArgs;
+  /** Elements per message. */
+  chunkElems: number;
+}
+
+/** The model a worker holds: all full-length; `staged` receives the step's new momentum. */
+export interface ModelBuffers { weights: Float32Array; momentum: Float32Array; staged: Float32Array }
+
+interface Attempt {
+  plan: ReducePlan;
+  shards: [number, number][];
+  /** My shard, or null when I am not an owner. */
+  mine: [number, number] | null;
+  blockKeys: Set<string>;
+  pending: Map<number, Map<string, Float32Array>>;
+  staged: Set<number>;
+  have: number;
+  need: number;
+  done: () => void;
+  fail: (e: Error) => void;
+}
+
+/** Rejection reasons counted per kind, for the peer-misbehaviour log. */
+export type DropReason = 'stale' | 'not-member' | 'unknown-block' | 'bad-offset' | 'bad-length' | 'duplicate';
+
+export class PeerExchange {
+  private current: Attempt | null = null;
+  private early: MeshMessage[] = [];
+  private readonly scratch = new TreeScratch();
+  private sum = new Float32Array(0);
+  readonly drops = new Map<DropReason, number>();
+  private readonly pumping: Promise<void>;
+
+  constructor(private readonly mesh: Mesh, private readonly model: ModelBuffers) {
+    this.pumping = this.pump();
+  }
+
+  /**
+   * Runs one attempt: sends my blocks' slices to their owners, sums and updates my shard, gathers the
+   * others. Resolves when the whole range is staged. `blocks` maps blockKey → my block sum (full length).
+   */
+  run(plan: ReducePlan, blocks: ReadonlyMap<string, Float32Array>): Promise<void> {
+    const shards = shardRanges(plan.range[0], plan.range[1], plan.members.length);
+    const me = plan.members.findIndex((m) => m.id === this.mesh.id);
+    this.mesh.connect(plan.members);
+    if (this.current) this.current.fail(new Error(`attempt ${this.current.plan.step}/${this.current.plan.attempt} superseded`));
+    const result = new Promise<void>((resolve, reject) => {
+      this.current = {
+        plan, shards, mine: me >= 0 ? shards[me] : null, blockKeys: new Set(plan.blocks.map(blockKey)),
+        pending: new Map(), staged: new Set(), have: 0, need: plan.range[1] - plan.range[0], done: resolve, fail: reject,
+      };
+    });
+    result.catch(() => undefined);
+    const a = this.current!;
+    if (this.sum.length < plan.chunkElems) this.sum = new Float32Array(plan.chunkElems);
+    const replay = this.early.filter((m) => m.header.step === plan.step && m.header.attempt === plan.attempt);
+    this.early = this.early.filter((m) => m.header.step > plan.step || (m.header.step === plan.step && m.header.attempt > plan.attempt));
+    for (const m of replay) this.accept(a, m);
+    this.sendBlocks(a, blocks);
+    if (a.need === 0) a.done();
+    return result;
+  }
+
+  /** Moves the weights by the staged momentum over the plan's range (every member, after the coordinator's commit). */
+  commit(plan: ReducePlan): void {
+    const { weights, momentum, staged } = this.model;
+    applyMomentum(weights, momentum, staged, plan.sgd.lr, plan.range[0], plan.range[1]);
+  }
+
+  async close(): Promise<void> {
+    this.current?.fail(new Error('exchange closed'));
+    await this.mesh.close();
+    await this.pumping.catch(() => undefined);
+  }
+
+  private sendBlocks(a: Attempt, blocks: ReadonlyMap<string, Float32Array>): void {
+    const { plan } = a;
+    const mine = plan.blocks.filter((b) => b.holder === this.mesh.id);
+    plan.members.forEach((owner, k) => {
+      const [s, e] = a.shards[k];
+      const send = async (): Promise<void> => {
+        for (let off = s; off < e; off += plan.chunkElems) {
+          const n = Math.min(plan.chunkElems, e - off);
+          for (const b of mine) {
+            const arr = blocks.get(blockKey(b));
+            if (!arr) throw new Error(`block ${blockKey(b)} is not held here`);
+            const header: DataHeader = { kind: 'g', step: plan.step, attempt: plan.attempt, offset: off, lo: b.lo, size: b.size };
+            const payload = arr.subarray(off, off + n);
+            if (owner.id === this.mesh.id) this.accept(a, { from: this.mesh.id, header, payload });
+            else await this.mesh.send(owner.id, header, payload);
+          }
+        }
+      };
+      send().catch(() => undefined); // a lost peer: the coordinator plans a new attempt
+    });
+  }
+
+  private async pump(): Promise<void> {
+    for await (const m of this.mesh.messages()) {
+      const a = this.current;
+      const h = m.header;
+      if (a && h.step === a.plan.step && h.attempt === a.plan.attempt) this.accept(a, m);
+      else if (!a || h.step > a.plan.step || (h.step === a.plan.step && h.attempt > a.plan.attempt)) this.early.push(m);
+      else this.drop('stale');
+    }
+  }
+
+  private drop(reason: DropReason): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
+
+  /** Length of the chunk starting at `off` within [s, e), or -1 when no chunk starts there. */
+  private chunkAt(a: Attempt, s: number, e: number, off: number): number {
+    if (off < s || off >= e || (off - s) % a.plan.chunkElems !== 0) return -1;
+    return Math.min(a.plan.chunkElems, e - off);
+  }
+
+  private accept(a: Attempt, m: MeshMessage): void {
+    const { plan } = a;
+    const h = m.header;
+    const k = plan.members.findIndex((x) => x.id === m.from);
+    if (k < 0) return this.drop('not-member');
+    if (h.kind === 'g') {
+      if (!a.mine) return this.drop('bad-offset');
+      const key = `${h.lo}:${h.size}`;
+      if (!a.blockKeys.has(key) || !plan.blocks.some((b) => b.lo === h.lo && b.size === h.size && b.holder === m.from)) return this.drop('unknown-block');
+      const n = this.chunkAt(a, a.mine[0], a.mine[1], h.offset);
+      if (n < 0) return this.drop('bad-offset');
+      if (m.payload.length !== n) return this.drop('bad-length');
+      let got = a.pending.get(h.offset);
+      if (!got) a.pending.set(h.offset, (got = new Map()));
+      if (got.has(key) || a.staged.has(h.offset)) return this.drop('duplicate');
+      got.set(key, m.payload);
+      if (got.size === a.blockKeys.size) this.reduceChunk(a, h.offset, n, got);
+      return;
+    }
+    const [s, e] = a.shards[k];
+    const n = this.chunkAt(a, s, e, h.offset);
+    if (n < 0 || m.from === this.mesh.id) return this.drop('bad-offset');
+    if (m.payload.length !== n) return this.drop('bad-length');
+    if (a.staged.has(h.offset)) return this.drop('duplicate');
+    this.model.staged.set(m.payload, h.offset);
+    this.stage(a, h.offset, n);
+  }
+
+  /** All blocks of one chunk of my shard are in: canonical sum, new momentum, send it to everyone. */
+  private reduceChunk(a: Attempt, off: number, n: number, got: Map<string, Float32Array>): void {
+    const { plan } = a;
+    a.pending.delete(off);
+    const sum = this.sum.subarray(0, n);
+    treeSum(0, treeWidth(plan.units), plan.units, (b) => got.get(blockKey(b)), sum, this.scratch);
+    const out = this.model.staged.subarray(off, off + n);
+    shardMomentum(this.model.weights, this.model.momentum, off, sum, 1 / plan.samples, plan.sgd, out);
+    const header: DataHeader = { kind: 'm', step: plan.step, attempt: plan.attempt, offset: off };
+    for (const peer of plan.members) {
+      if (peer.id !== this.mesh.id) this.mesh.send(peer.id, header, out).catch(() => undefined);
+    }
+    this.stage(a, off, n);
+  }
+
+  private stage(a: Attempt, off: number, n: number): void {
+    a.staged.add(off);
+    a.have += n;
+    if (a.have === a.need && this.current === a) a.done();
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The data plane's wire: every worker binds one ZeroMQ ROUTER for what its peers send it and connects
+ * one DEALER to each peer for what it sends them (routing id = its own member id). A message is two
+ * frames: a small JSON header and one binary payload (float32 elements, sent zero-copy: the array must
+ * not change until the step's exchange is over). This is the only file of shared/dataplane/ that touches
+ * ZeroMQ; the exchange (./exchange.ts) sees the `Mesh` interface.
+ *
+ * Each DEALER has its own send queue (zeromq.js allows one send in flight per socket), so sends to
+ * different peers proceed at once and libzmq's I/O thread moves them while JavaScript sums.
+ */
+import { Dealer, Router } from 'zeromq';
+
+/** What a peer says in a data-plane header. `kind` 'g': a block's gradient slice; 'm': a shard's new momentum. */
+export interface DataHeader {
+  kind: 'g' | 'm';
+  step: number;
+  attempt: number;
+  /** First element of the payload in the flat parameter vector. */
+  offset: number;
+  /** For 'g': the block (lo, size) this slice belongs to. */
+  lo?: number;
+  size?: number;
+}
+
+export interface MeshMessage { from: string; header: DataHeader; payload: Float32Array }
+
+export interface Mesh {
+  readonly id: string;
+  /** Where peers reach this member, e.g. tcp://10.0.0.2:41234. */
+  readonly endpoint: string;
+  /** Connects to the peers not connected yet (idempotent); `self` is skipped. */
+  connect(peers: readonly { id: string; endpoint: string }[]): void;
+  send(to: string, header: DataHeader, payload: Float32Array): Promise<void>;
+  /** Valid messages from peers, one consumer. Malformed ones are counted in `dropped` and skipped. */
+  messages(): AsyncIterable<MeshMessage>;
+  readonly dropped: number;
+  close(): Promise<void>;
+}
+
+export interface MeshOptions {
+  /** Address to bind, e.g. 'tcp://127.0.0.1:0' or 'tcp://*:0'. */
+  bind: string;
+  /** Host name or address peers use to reach the bound port (replaces * or 0.0.0.0 in the endpoint). */
+  advertise?: string;
+  /** Messages queued per peer before send() waits. Default 64. */
+  highWaterMark?: number;
+  /** Largest accepted frame. Default 256 MiB. */
+  maxFrameBytes?: number;
+}
+
+const HEADER_BYTES = 512;
+
+function parseHeader(b: Buffer): DataHeader | null {
+  if (b.length > HEADER_BYTES) return null;
+  let h: unknown;
+  try {
+    h = JSON.parse(b.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof h !== 'object' || h === null) return null;
+  const o = h as Record<string, unknown>;
+  const int = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+  if ((o.kind !== 'g' && o.kind !== 'm') || !int(o.step) || !int(o.attempt) || !int(o.offset)) return null;
+  if (o.kind === 'g' && (!int(o.lo) || !int(o.size))) return null;
+  return o as unknown as DataHeader;
+}
+
+/** A Float32Array over the frame, copying only when the frame is not 4-byte aligned. */
+function floats(b: Buffer): Float32Array | null {
+  if (b.length % 4 !== 0) return null;
+  if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+  const copy = new Float32Array(b.length / 4);
+  new Uint8Array(copy.buffer).set(b);
+  return copy;
+}
+
+class ZmqMesh implements Mesh {
+  private readonly out = new Map<string, { sock: Dealer; tail: Promise<unknown> }>();
+  dropped = 0;
+
+  constructor(readonly id: string, readonly endpoint: string, private readonly router: Router, private readonly hwm: number) {}
+
+  connect(peers: readonly { id: string; endpoint: string }[]): void {
+    for (const p of peers) {
+      if (p.id === this.id || this.out.has(p.id)) continue;
+      const sock = new Dealer({ routingId: this.id, linger: 0, sendHighWaterMark: this.hwm, immediate: false });
+      sock.connect(p.endpoint);
+      this.out.set(p.id, { sock, tail: Promise.resolve() });
+    }
+  }
+
+  send(to: string, header: DataHeader, payload: Float32Array): Promise<void> {
+    const o = this.out.get(to);
+    if (!o) return Promise.reject(new Error(`no connection to peer ${to}`));
+    const frames = [Buffer.from(JSON.stringify(header)), Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)];
+    const p = o.tail.then(() => o.sock.send(frames));
+    o.tail = p.catch(() => undefined);
+    return p;
+  }
+
+  async *messages(): AsyncGenerator<MeshMessage> {
+    for await (const frames of this.router) {
+      const [idFrame, head, body] = frames;
+      const header = frames.length === 3 ? parseHeader(head) : null;
+      const payload = header ? floats(body) : null;
+      if (!header || !payload) {
+        this.dropped += 1;
+        continue;
+      }
+      yield { from: idFrame.toString(), header, payload };
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const o of this.out.values()) o.sock.close();
+    this.out.clear();
+    this.router.close();
+  }
+}
+
+/** Binds this member's ROUTER; `id` must be the member id the coordinator uses (≤ 255 bytes, not starting with a 0 byte). */
+export async function openMesh(id: string, opts: MeshOptions): Promise<Mesh> {
+  const maxFrame = opts.maxFrameBytes ?? 256 * 2 ** 20;
+  const router = new Router({ linger: 0, maxMessageSize: maxFrame, receiveHighWaterMark: opts.highWaterMark ?? 64 });
+  await router.bind(opts.bind);
+  let endpoint = router.lastEndpoint ?? opts.bind;
+  if (opts.advertise) endpoint = endpoint.replace(/^tcp:\/\/(\*|0\.0\.0\.0|\[::\])/, `tcp://${opts.advertise}`);
+  return new ZmqMesh(id, endpoint, router, opts.highWaterMark ?? 64);
+}

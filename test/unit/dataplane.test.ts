@@ -1,0 +1,161 @@
+/**
+ * The peer data plane: the canonical tree (hand-computed expectations), shard ranges, and the shard-owner
+ * exchange over real ZeroMQ sockets (tcp loopback) giving bitwise the weights of one process holding
+ * every micro-batch, for 1–4 members and any assignment of micro-batches.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { blockKey, blocksOf, coversExactly, shardRanges, treeSum, TreeScratch, type Block } from '../../shared/dataplane/canonical.js';
+import { PeerExchange, type ModelBuffers, type ReducePlan } from '../../shared/dataplane/exchange.js';
+import { openMesh } from '../../shared/dataplane/mesh.js';
+import { applyMomentum, shardMomentum } from '../../shared/optim/sgd_shard.js';
+
+describe('canonical tree', () => {
+  it('blocksOf returns the maximal aligned subtrees a worker holds whole', () => {
+    assert.deepEqual(blocksOf([0, 1, 2, 3], 4), [{ lo: 0, size: 4 }]);
+    assert.deepEqual(blocksOf([2, 3], 4), [{ lo: 2, size: 2 }]);
+    assert.deepEqual(blocksOf([1, 2], 4), [{ lo: 1, size: 1 }, { lo: 2, size: 1 }]);
+    // 5 leaves pad to 8: leaf 4 alone makes the block (4, 4) since 5..7 do not exist
+    assert.deepEqual(blocksOf([4], 5), [{ lo: 4, size: 4 }]);
+    assert.deepEqual(blocksOf([0, 1, 2, 3, 4], 5), [{ lo: 0, size: 8 }]);
+    assert.throws(() => blocksOf([5], 5), RangeError);
+  });
+
+  it('coversExactly accepts a partition of the leaves and rejects gaps, overlaps and unaligned blocks', () => {
+    assert.equal(coversExactly([{ lo: 0, size: 2 }, { lo: 2, size: 1 }], 3), true);
+    assert.equal(coversExactly([{ lo: 0, size: 2 }], 3), false);
+    assert.equal(coversExactly([{ lo: 0, size: 2 }, { lo: 1, size: 1 }, { lo: 2, size: 1 }], 3), false);
+    assert.equal(coversExactly([{ lo: 1, size: 2 }, { lo: 0, size: 1 }], 3), false);
+  });
+
+  it('treeSum adds in the fixed tree order, whatever blocks it is given', () => {
+    // float32: (1e8 + 1) rounds to 1e8, so the order decides. Leaves a=1e8, b=1, c=-1e8, d=1:
+    // tree ((a+b)+(c+d)) = (1e8) + (-1e8 + 1 → -1e8) = 0; a left fold would give ((a+b)+c)+d = 1.
+    const leaves = [1e8, 1, -1e8, 1].map((v) => Float32Array.of(v));
+    const get = (b: Block): Float32Array | undefined => (b.size === 1 ? leaves[b.lo] : undefined);
+    const out = new Float32Array(1);
+    treeSum(0, 4, 4, get, out, new TreeScratch());
+    assert.equal(out[0], 0);
+    // the same from pre-summed blocks (0,2) and (2,2)
+    const pre = new Map([['0:2', Float32Array.of(Math.fround(1e8 + 1))], ['2:2', Float32Array.of(Math.fround(-1e8 + 1))]]);
+    treeSum(0, 4, 4, (b) => pre.get(blockKey(b)), out, new TreeScratch());
+    assert.equal(out[0], 0);
+    // 3 leaves: (a+b)+c
+    treeSum(0, 4, 3, get, out, new TreeScratch());
+    assert.equal(out[0], Math.fround(Math.fround(1e8 + 1) - 1e8));
+    assert.throws(() => treeSum(0, 4, 4, (b) => (b.lo === 3 ? undefined : get(b)), out, new TreeScratch()), /missing/);
+  });
+
+  it('shardRanges cuts a range into aligned contiguous shards covering it', () => {
+    assert.deepEqual(shardRanges(0, 100, 3, 16), [[0, 32], [32, 64], [64, 100]]);
+    assert.deepEqual(shardRanges(10, 10, 2), [[10, 10], [10, 10]]);
+    assert.deepEqual(shardRanges(0, 7, 1), [[0, 7]]);
+  });
+});
+
+describe('shardMomentum + applyMomentum', () => {
+  it('follow torch.optim.SGD with float32 stores (hand-computed)', () => {
+    const w = Float32Array.of(1, -2);
+    const b = Float32Array.of(0.5, 0.25);
+    const staged = new Float32Array(2);
+    // d = g/2 + 0.1·w = [1 + 0.1, 2 − 0.2]; b' = 0.9·b + d = [1.55, 2.025]; w' = w − 0.01·b'
+    shardMomentum(w, b, 0, Float32Array.of(2, 4), 0.5, { lr: 0.01, momentum: 0.9, weightDecay: 0.1, first: false }, staged);
+    assert.deepEqual([...staged], [Math.fround(0.45 + 1.1), Math.fround(0.225 + 1.8)]);
+    applyMomentum(w, b, staged, 0.01, 0, 2);
+    assert.deepEqual([...w], [Math.fround(1 - 0.01 * staged[0]), Math.fround(-2 - 0.01 * staged[1])]);
+    assert.deepEqual([...b], [...staged]);
+    shardMomentum(w, b, 0, Float32Array.of(2, 4), 0.5, { lr: 0.01, momentum: 0.9, weightDecay: 0, first: true }, staged);
+    assert.deepEqual([...staged], [1, 2]); // first step: b' = d
+  });
+});
+
+/** Seeded xorshift floats spanning many magnitudes, so that summation order shows in the bits. */
+function randomLeaves(m: number, p: number, seed: number): Float32Array[] {
+  let s = seed >>> 0 || 1;
+  const next = (): number => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return s / 2 ** 32;
+  };
+  return Array.from({ length: m }, () => Float32Array.from({ length: p }, () => (next() - 0.5) * 10 ** Math.floor(next() * 8 - 4)));
+}
+
+function freshModel(p: number): ModelBuffers {
+  return { weights: Float32Array.from({ length: p }, (_, i) => Math.sin(i)), momentum: Float32Array.from({ length: p }, (_, i) => Math.cos(i) / 10), staged: new Float32Array(p) };
+}
+
+/** One process holding every micro-batch: canonical sum, momentum, weights. */
+function oneProcess(leaves: Float32Array[], plan: Omit<ReducePlan, 'members' | 'blocks' | 'step' | 'attempt'>): ModelBuffers {
+  const p = leaves[0].length;
+  const model = freshModel(p);
+  const [s, e] = plan.range;
+  const sum = new Float32Array(e - s);
+  const w = 1 << Math.ceil(Math.log2(Math.max(1, leaves.length)));
+  treeSum(0, w, leaves.length, (b) => (b.size === 1 ? leaves[b.lo].subarray(s, e) : undefined), sum, new TreeScratch());
+  shardMomentum(model.weights, model.momentum, s, sum, 1 / plan.samples, plan.sgd, model.staged.subarray(s, e));
+  applyMomentum(model.weights, model.momentum, model.staged, plan.sgd.lr, s, e);
+  return model;
+}
+
+async function peerStep(leaves: Float32Array[], owners: number[][], base: Omit<ReducePlan, 'members' | 'blocks' | 'step' | 'attempt'>): Promise<ModelBuffers[]> {
+  const p = leaves[0].length;
+  const m = leaves.length;
+  const meshes = await Promise.all(owners.map((_, i) => openMesh(`w${i}`, { bind: 'tcp://127.0.0.1:0' })));
+  const models = owners.map(() => freshModel(p));
+  const ex = meshes.map((mesh, i) => new PeerExchange(mesh, models[i]));
+  try {
+    const blocks = owners.flatMap((held, i) => blocksOf(held, m).map((b) => ({ ...b, holder: `w${i}` })));
+    assert.ok(coversExactly(blocks, m));
+    const plan: ReducePlan = { ...base, step: 1, attempt: 0, members: meshes.map((x) => ({ id: x.id, endpoint: x.endpoint })), blocks };
+    const scratch = new TreeScratch();
+    await Promise.all(ex.map((x, i) => {
+      const sums = new Map<string, Float32Array>();
+      for (const b of blocksOf(owners[i], m)) {
+        const out = new Float32Array(p);
+        treeSum(b.lo, b.size, m, (c) => (c.size === 1 ? leaves[c.lo] : undefined), out, scratch);
+        sums.set(blockKey(b), out);
+      }
+      return x.run(plan, sums);
+    }));
+    ex.forEach((x) => x.commit(plan));
+    return models;
+  } finally {
+    await Promise.all(ex.map((x) => x.close()));
+  }
+}
+
+describe('PeerExchange over ZeroMQ', () => {
+  const p = 5000;
+  const base = { range: [0, p] as [number, number], units: 7, samples: 7 * 4, sgd: { lr: 0.1, momentum: 0.9, weightDecay: 1e-4, first: false }, chunkElems: 700 };
+  const leaves = randomLeaves(7, p, 42);
+  const expected = oneProcess(leaves, base);
+
+  for (const owners of [[[0, 1, 2, 3, 4, 5, 6]], [[0, 1, 2, 3], [4, 5, 6]], [[0, 3, 6], [1, 4], [2, 5]], [[6], [0, 1], [2, 3, 4], [5]]]) {
+    it(`${owners.length} member(s) holding ${JSON.stringify(owners)} end with one process's weights and momentum, bitwise`, async () => {
+      const got = await peerStep(leaves, owners, base);
+      for (const g of got) {
+        assert.deepEqual(Buffer.from(g.weights.buffer), Buffer.from(expected.weights.buffer));
+        assert.deepEqual(Buffer.from(g.momentum.buffer), Buffer.from(expected.momentum.buffer));
+      }
+    });
+  }
+
+  it('reduces only the given range (classifier-only fine-tuning) and leaves the rest untouched', async () => {
+    const part = { ...base, range: [3000, p] as [number, number] };
+    const got = await peerStep(leaves, [[0, 1, 2], [3, 4, 5, 6]], part);
+    const want = oneProcess(leaves, part);
+    const fresh = freshModel(p);
+    for (const g of got) {
+      assert.deepEqual(Buffer.from(g.weights.buffer), Buffer.from(want.weights.buffer));
+      assert.deepEqual([...g.weights.subarray(0, 3000)], [...fresh.weights.subarray(0, 3000)]);
+    }
+  });
+
+  it('a summation order other than the tree would change the bits (the test can fail)', () => {
+    const p2 = leaves[0].length;
+    const fold = new Float32Array(p2);
+    for (const l of leaves) for (let i = 0; i < p2; i++) fold[i] += l[i];
+    const tree = new Float32Array(p2);
+    treeSum(0, 8, 7, (b) => (b.size === 1 ? leaves[b.lo] : undefined), tree, new TreeScratch());
+    assert.notDeepEqual(Buffer.from(fold.buffer), Buffer.from(tree.buffer));
+  });
+});
