@@ -1,24 +1,27 @@
 /**
  * Which tfjs backend a worker computes on. `auto` tries, in order: @tensorflow/tfjs-node-gpu (CUDA),
- * @tensorflow/tfjs-node (native CPU), wasm (XNNPACK), cpu (plain JS). The two native packages are
- * optionalDependencies: their install script downloads libtensorflow, so on a machine without internet
- * npm drops them and we fall through to wasm. Forcing a backend that cannot load is an error
- * (BackendUnavailableError); forcing `gpu` on a machine without an NVIDIA device is one too, because
- * libtensorflow would otherwise fall back to the CPU silently.
+ * webgpu (@tensorflow/tfjs-backend-webgpu on Dawn, a hardware adapter only), @tensorflow/tfjs-node
+ * (native CPU), wasm (XNNPACK), cpu (plain JS). The two native packages are optionalDependencies: their
+ * install script downloads libtensorflow, so on a machine without internet npm drops them and we fall
+ * through to wasm; the webgpu packages are optional too (Dawn's binary is platform-specific). Forcing a
+ * backend that cannot load is an error (BackendUnavailableError); forcing `gpu` on a machine without an
+ * NVIDIA device is one too, because libtensorflow would otherwise fall back to the CPU silently. Forcing
+ * `webgpu` also accepts a software adapter (Mesa's llvmpipe): that is how the tests run it without a GPU.
  */
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Logger } from '../shared/log.js';
 import { registerOwnKernels } from './kernels/register.js';
+import { chooseAdapter, NoAdapterError, registerWebGpuBackend, type AdapterSummary } from './webgpu/adapter.js';
 
-export const BACKENDS = ['gpu', 'node', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['gpu', 'webgpu', 'node', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 export type BackendRequest = BackendName | 'auto';
 
 export interface BackendInfo {
   /** The project's name for it. */
   name: BackendName;
-  /** tfjs' registry name ('tensorflow', 'wasm', 'cpu'). */
+  /** tfjs' registry name ('tensorflow', 'webgpu', 'wasm', 'cpu'). */
   tfBackend: string;
   /** The npm package that provides it. */
   package: string;
@@ -26,6 +29,8 @@ export interface BackendInfo {
   ownKernels: string[];
   /** Backends tried before this one, with why they did not load (auto only). */
   skipped: { name: BackendName; reason: string }[];
+  /** webgpu only: the adapter (software: true for llvmpipe and the like, taken only when forced). */
+  adapter?: AdapterSummary;
 }
 
 export class BackendUnavailableError extends Error {
@@ -37,6 +42,7 @@ export class BackendUnavailableError extends Error {
 
 const PACKAGES: Record<BackendName, string> = {
   gpu: '@tensorflow/tfjs-node-gpu',
+  webgpu: '@tensorflow/tfjs-backend-webgpu',
   node: '@tensorflow/tfjs-node',
   wasm: '@tensorflow/tfjs-backend-wasm',
   cpu: '@tensorflow/tfjs-backend-cpu',
@@ -57,6 +63,33 @@ function reasonOf(err: unknown, pkg: string): string {
   return `${pkg} failed to load: ${e.message ?? String(err)}`;
 }
 
+async function loadWebGpu(forced: boolean, log?: Logger): Promise<{ tfName: string; adapter: AdapterSummary }> {
+  let adapter: AdapterSummary;
+  try {
+    const chosen = await chooseAdapter(forced);
+    adapter = chosen.summary;
+    if (chosen.passedOver.length) log?.debug('webgpu_adapters_passed_over', { passedOver: chosen.passedOver });
+    await registerWebGpuBackend(tf, (msg) => log?.error('webgpu device lost', { event: 'webgpu_device_lost', reason: msg }));
+  } catch (err) {
+    if (err instanceof NoAdapterError) throw new BackendUnavailableError('webgpu', err.message);
+    throw err;
+  }
+  await activate('webgpu', 'webgpu');
+  return { tfName: 'webgpu', adapter };
+}
+
+/** setBackend returns false (it does not throw) when a backend's factory fails: both are errors here. */
+async function activate(name: BackendName, tfName: string): Promise<void> {
+  let ok = false;
+  try {
+    ok = await tf.setBackend(tfName);
+    await tf.ready();
+  } catch (err) {
+    throw new BackendUnavailableError(name, `tfjs could not initialise '${tfName}': ${(err as Error).message}`);
+  }
+  if (!ok) throw new BackendUnavailableError(name, `tfjs could not initialise '${tfName}'`);
+}
+
 async function load(name: BackendName): Promise<string> {
   const pkg = PACKAGES[name];
   if (name === 'gpu' && !nvidiaDevicePresent()) {
@@ -68,14 +101,7 @@ async function load(name: BackendName): Promise<string> {
     throw new BackendUnavailableError(name, reasonOf(err, pkg));
   }
   const tfName = name === 'gpu' || name === 'node' ? 'tensorflow' : name;
-  let ok = false;
-  try {
-    ok = await tf.setBackend(tfName);
-    await tf.ready();
-  } catch (err) {
-    throw new BackendUnavailableError(name, `tfjs could not initialise '${tfName}': ${(err as Error).message}`);
-  }
-  if (!ok) throw new BackendUnavailableError(name, `tfjs could not initialise '${tfName}'`);
+  await activate(name, tfName);
   return tfName;
 }
 
@@ -90,9 +116,21 @@ export async function selectBackend(request: BackendRequest, log?: Logger): Prom
   const skipped: { name: BackendName; reason: string }[] = [];
   for (const name of order) {
     try {
-      const tfBackend = await load(name);
+      let tfBackend: string;
+      let adapter: AdapterSummary | undefined;
+      if (name === 'webgpu') ({ tfName: tfBackend, adapter } = await loadWebGpu(request === 'webgpu', log));
+      else tfBackend = await load(name);
       const info: BackendInfo = { name, tfBackend, package: PACKAGES[name], ownKernels: registerOwnKernels(tfBackend), skipped };
-      log?.info('backend_selected', { backend: name, tfBackend, package: info.package, ownKernels: info.ownKernels, requested: request, skipped });
+      if (adapter) {
+        info.adapter = adapter;
+        if (adapter.software) {
+          log?.warn('webgpu on a software adapter', {
+            event: 'webgpu_software_adapter', device: adapter.device, description: adapter.description,
+            note: 'a CPU emulating a GPU (forced with --backend webgpu; auto never takes it): for tests, far slower than wasm',
+          });
+        }
+      }
+      log?.info('backend_selected', { backend: name, tfBackend, package: info.package, ownKernels: info.ownKernels, requested: request, skipped, ...(adapter ? { adapter } : {}) });
       return info;
     } catch (err) {
       if (request !== 'auto' || !(err instanceof BackendUnavailableError)) throw err;

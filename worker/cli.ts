@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `worker --coordinator tcp://HOST:PORT [--backend auto|gpu|node|wasm|cpu] [--name ID]`: a compute
+ * `worker --coordinator tcp://HOST:PORT [--backend auto|gpu|webgpu|node|wasm|cpu] [--name ID]`: a compute
  * process that joins a coordinator and works until it says END. `worker --check-backend` only loads the
  * backend and prints the choice as JSON. Every option can come from the environment as WORKER_<OPTION>
  * (WORKER_COORDINATOR, WORKER_BACKEND, WORKER_GIVE_UP_AFTER, …), which suits Kubernetes.
@@ -40,7 +40,7 @@ async function main(): Promise<number> {
     .option('backend', {
       choices: ['auto', ...BACKENDS] as const,
       default: 'auto' as const,
-      describe: 'tfjs backend: auto tries gpu (tfjs-node-gpu), node (tfjs-node), wasm, cpu in that order',
+      describe: 'tfjs backend: auto tries gpu (tfjs-node-gpu), webgpu (Dawn, hardware adapter only), node (tfjs-node), wasm, cpu in that order',
     })
     .option('name', { type: 'string', describe: 'worker name in logs (default: host-pid)' })
     .option('capacity', { type: 'number', default: 1, describe: 'relative speed: a worker with capacity 2 gets twice the micro-batches' })

@@ -180,14 +180,14 @@ export class WorkerSession {
       at += item.count;
       const base = { type: 'result' as const, requestId: msg.requestId, step: msg.step, mode: msg.mode };
       if (msg.mode === 'train') {
-        const r = trainer.trainStep(images, labels);
+        const r = await trainer.trainStepAsync(images, labels); // async reads: webgpu has no dataSync
         const finite = Number.isFinite(r.lossSum) && isFiniteArray(r.gradSum);
         await this.t.send({
           ...base, items: [{ id: item.id, count: item.count, lossSum: r.lossSum, correct: 0, finite }],
           gradSum: finite ? r.gradSum : null, bnStats: finite ? r.batchStats : null, features: null,
         });
       } else if (msg.mode === 'validate') {
-        const r = trainer.evaluate(images, labels);
+        const r = await trainer.evaluateAsync(images, labels);
         await this.t.send({
           ...base, items: [{ id: item.id, count: item.count, lossSum: r.lossSum, correct: r.correct, finite: Number.isFinite(r.lossSum) }],
           gradSum: null, bnStats: null, features: null,
@@ -195,7 +195,7 @@ export class WorkerSession {
       } else {
         await this.t.send({
           ...base, items: [{ id: item.id, count: item.count, lossSum: 0, correct: 0, finite: true }],
-          gradSum: null, bnStats: null, features: trainer.embed(images, item.count),
+          gradSum: null, bnStats: null, features: await trainer.embedAsync(images, item.count),
         });
       }
       await new Promise((resolve) => setImmediate(resolve)); // let heartbeats out

@@ -8,6 +8,11 @@
  *   intermediate gradient until the end, ~30× the block outputs);
  * - checkpointed: forward segment by segment keeping only segment boundaries, then backward segment by
  *   segment, recomputing each segment's forward (≈ +1 forward of compute, a fraction of the memory).
+ *
+ * Reads. trainStep / evaluate / embed read results with dataSync. The webgpu backend cannot (its
+ * dataSync throws in Node), so the worker calls the *Async variants: on webgpu they keep the result
+ * tensors until the step's compute is queued and then read them all at once with data(); elsewhere they
+ * are the synchronous ones.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelState } from '../shared/model/params.js';
@@ -34,7 +39,53 @@ export interface TrainerArgs {
   checkpoint?: boolean | 'auto';
   /** Default 1 GiB: wasm's heap stops at 4 GiB and fragments well before. */
   checkpointAboveBytes?: number;
+  /** The *Async methods defer every read to the end of the step. Default: only where dataSync cannot work (webgpu). */
+  deferReads?: boolean;
 }
+
+/** Backends whose dataSync throws or would stall (tfjs-backend-webgpu in Node: no OffscreenCanvas). */
+const ASYNC_ONLY_BACKENDS = new Set(['webgpu']);
+
+/**
+ * Where a step's results go: read at once (dataSync), or kept (a clone sharing the data) and read after
+ * the whole step has been queued, all reads in flight together.
+ */
+class Reads {
+  private pending: { t: tf.Tensor; dst: Float32Array; offset: number }[] = [];
+  constructor(readonly deferred: boolean) {}
+
+  into(t: tf.Tensor, dst: Float32Array, offset = 0): void {
+    if (!this.deferred) dst.set(t.dataSync() as Float32Array, offset);
+    else this.pending.push({ t: tf.keep(tf.clone(t)), dst, offset });
+  }
+
+  async flush(): Promise<void> {
+    const p = this.pending;
+    this.pending = [];
+    try {
+      const values = await Promise.all(p.map((r) => r.t.data()));
+      p.forEach((r, i) => r.dst.set(values[i] as Float32Array, r.offset));
+    } finally {
+      tf.dispose(p.map((r) => r.t));
+    }
+  }
+
+  /** Frees what was kept without reading it (the step failed). */
+  drop(): void {
+    tf.dispose(this.pending.map((r) => r.t));
+    this.pending = [];
+  }
+}
+
+interface Filled {
+  gradSum: Float32Array;
+  /** [lossSum], filled by the reads. */
+  loss: Float32Array;
+  count: number;
+  batchStats: Float32Array;
+}
+
+const resultOf = (f: Filled): TrainResult => ({ gradSum: f.gradSum, lossSum: f.loss[0], count: f.count, batchStats: f.batchStats });
 
 /** Rough peak bytes of the plain tape for n samples: ~30 × the segment outputs (measured on wasm). */
 export function estimateTapeBytes(spec: ModelSpec, n: number): number {
@@ -79,20 +130,44 @@ export class Trainer {
     return estimateTapeBytes(this.spec, n) > (this.args.checkpointAboveBytes ?? 2 ** 30);
   }
 
+  /** Whether the *Async methods defer their reads (see TrainerArgs.deferReads). */
+  defersReads(): boolean {
+    return this.args.deferReads ?? ASYNC_ONLY_BACKENDS.has(tf.getBackend());
+  }
+
   trainStep(images: Uint8Array, labels: Int32Array): TrainResult {
     const n = labels.length;
     try {
-      return this.usesCheckpointing(n) ? this.checkpointed(images, labels) : this.tape(images, labels);
+      return resultOf(this.step(images, labels, new Reads(false)));
     } catch (err) {
       throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: this.usesCheckpointing(n) });
     }
+  }
+
+  /** trainStep for every backend, webgpu included: the same numbers, read asynchronously where needed. */
+  async trainStepAsync(images: Uint8Array, labels: Int32Array): Promise<TrainResult> {
+    if (!this.defersReads()) return this.trainStep(images, labels);
+    const n = labels.length;
+    const reads = new Reads(true);
+    try {
+      const filled = this.step(images, labels, reads);
+      await reads.flush();
+      return resultOf(filled);
+    } catch (err) {
+      reads.drop();
+      throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: this.usesCheckpointing(n) });
+    }
+  }
+
+  private step(images: Uint8Array, labels: Int32Array, reads: Reads): Filled {
+    return this.usesCheckpointing(labels.length) ? this.checkpointed(images, labels, reads) : this.tape(images, labels, reads);
   }
 
   private lossOf(logits: tf.Tensor2D, onehot: tf.Tensor): tf.Scalar {
     return tf.losses.softmaxCrossEntropy(onehot, logits, undefined, 0, tf.Reduction.SUM) as tf.Scalar;
   }
 
-  private tape(images: Uint8Array, labels: Int32Array): TrainResult {
+  private tape(images: Uint8Array, labels: Int32Array, reads: Reads): Filled {
     const spec = this.spec;
     const params = this.params();
     const names = spec.trainable.map((p) => p.name);
@@ -108,18 +183,19 @@ export class Trainer {
     };
     const { value, grads } = tf.valueAndGrads(lossFn)(names.map((name) => params.get(name)!));
     const gradSum = new Float32Array(spec.trainableCount);
-    spec.trainable.forEach((p, i) => gradSum.set(grads[i].dataSync() as Float32Array, p.offset));
-    const result = { gradSum, lossSum: value.dataSync()[0], count: labels.length, batchStats: this.readStats(stats) };
+    spec.trainable.forEach((p, i) => reads.into(grads[i], gradSum, p.offset));
+    const result = { gradSum, loss: new Float32Array(1), count: labels.length, batchStats: this.readStats(stats, reads) };
+    reads.into(value, result.loss);
     tf.dispose([value, ...grads, ...stats, x, onehot]);
     return result;
   }
 
-  private checkpointed(images: Uint8Array, labels: Int32Array): TrainResult {
+  private checkpointed(images: Uint8Array, labels: Int32Array, reads: Reads): Filled {
     const spec = this.spec;
     const params = this.params();
     const offsets = new Map(spec.trainable.map((p) => [p.name, p.offset]));
     const gradSum = new Float32Array(spec.trainableCount);
-    const store = (name: string, g: tf.Tensor): void => gradSum.set(g.dataSync() as Float32Array, offsets.get(name)!);
+    const store = (name: string, g: tf.Tensor): void => reads.into(g, gradSum, offsets.get(name)!);
     const withParams = (names: string[], ws: tf.Tensor[]): NamedTensors => {
       const p = new Map(params);
       names.forEach((name, i) => p.set(name, ws[i]));
@@ -162,45 +238,87 @@ export class Trainer {
       dy = gs[0];
     }
     dy.dispose();
-    const result = { gradSum, lossSum: value.dataSync()[0], count: labels.length, batchStats: this.readStats(stats) };
+    const result = { gradSum, loss: new Float32Array(1), count: labels.length, batchStats: this.readStats(stats, reads) };
+    reads.into(value, result.loss);
     tf.dispose([value, ...stats]);
     return result;
   }
 
   /** Batch statistics, in bnLayers order as [mean, variance] pairs, into the bnStats layout. */
-  private readStats(stats: tf.Tensor[]): Float32Array {
+  private readStats(stats: tf.Tensor[], reads: Reads): Float32Array {
     const out = new Float32Array(this.spec.bnStatCount);
-    this.spec.bnStats.forEach((p, i) => out.set(stats[i].dataSync() as Float32Array, p.offset));
+    this.spec.bnStats.forEach((p, i) => reads.into(stats[i], out, p.offset));
     return out;
+  }
+
+  /** [summed loss (float32), correct count (float32)] of a labelled batch, eval mode. */
+  private evalTensor(images: Uint8Array, labels: Int32Array): tf.Tensor1D {
+    const x = this.input(images, labels.length);
+    try {
+      return tf.tidy(() => {
+        const logits = forward(this.spec, this.params(), x).logits!;
+        const y = tf.tensor1d(labels, 'int32');
+        const onehot = tf.oneHot(y, this.spec.args.numClasses);
+        const l = this.lossOf(logits, onehot);
+        const c = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), y), 'float32'));
+        return tf.stack([l, c]) as tf.Tensor1D;
+      });
+    } finally {
+      x.dispose();
+    }
   }
 
   /** Eval-mode loss (summed cross-entropy) and top-1 correct count of a labelled batch. */
   evaluate(images: Uint8Array, labels: Int32Array): { lossSum: number; correct: number; count: number } {
     const n = labels.length;
     try {
-      const x = this.input(images, n);
-      const [loss, correct] = tf.tidy(() => {
-        const logits = forward(this.spec, this.params(), x).logits!;
-        const y = tf.tensor1d(labels, 'int32');
-        const onehot = tf.oneHot(y, this.spec.args.numClasses);
-        const l = this.lossOf(logits, onehot);
-        const c = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), y), 'int32'));
-        return [l.dataSync()[0], c.dataSync()[0]];
-      });
-      x.dispose();
-      return { lossSum: loss, correct, count: n };
+      const t = this.evalTensor(images, labels);
+      const [lossSum, correct] = t.dataSync();
+      t.dispose();
+      return { lossSum, correct, count: n };
     } catch (err) {
       throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: false });
+    }
+  }
+
+  async evaluateAsync(images: Uint8Array, labels: Int32Array): Promise<{ lossSum: number; correct: number; count: number }> {
+    if (!this.defersReads()) return this.evaluate(images, labels);
+    const n = labels.length;
+    try {
+      const t = this.evalTensor(images, labels);
+      const [lossSum, correct] = await t.data().finally(() => t.dispose());
+      return { lossSum, correct, count: n };
+    } catch (err) {
+      throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: false });
+    }
+  }
+
+  private embedTensor(images: Uint8Array, n: number): tf.Tensor {
+    const x = this.input(images, n);
+    try {
+      return tf.tidy(() => forward(this.spec, this.params(), x, { logits: false }).embedding);
+    } finally {
+      x.dispose();
     }
   }
 
   /** Embeddings [n, embeddingSize] in eval mode (running BN statistics), not normalised. */
   embed(images: Uint8Array, n: number): Float32Array {
     try {
-      const x = this.input(images, n);
-      const out = tf.tidy(() => forward(this.spec, this.params(), x, { logits: false }).embedding.dataSync() as Float32Array);
-      x.dispose();
+      const t = this.embedTensor(images, n);
+      const out = t.dataSync() as Float32Array;
+      t.dispose();
       return out;
+    } catch (err) {
+      throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: false });
+    }
+  }
+
+  async embedAsync(images: Uint8Array, n: number): Promise<Float32Array> {
+    if (!this.defersReads()) return this.embed(images, n);
+    try {
+      const t = this.embedTensor(images, n);
+      return (await t.data().finally(() => t.dispose())) as Float32Array;
     } catch (err) {
       throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: false });
     }

@@ -29,11 +29,15 @@ const installed = (pkg: string): boolean => {
 test('auto picks the first backend that loads, reports it as JSON and logs the skipped ones', () => {
   const r = run('--check-backend');
   assert.equal(r.status, 0, r.stderr);
-  const info = JSON.parse(r.stdout.trim()) as { name: string; skipped: { name: string }[]; ownKernels: string[] };
-  const expected = installed('@tensorflow/tfjs-node-gpu') && nvidiaDevicePresent() ? 'gpu' : installed('@tensorflow/tfjs-node') ? 'node' : 'wasm';
+  const info = JSON.parse(r.stdout.trim()) as { name: string; skipped: { name: string }[]; ownKernels: string[]; adapter?: { software: boolean } };
+  const gpu = installed('@tensorflow/tfjs-node-gpu') && nvidiaDevicePresent();
+  // webgpu only on a hardware adapter (a GPU with a Vulkan driver): never on llvmpipe
+  const webgpu = !gpu && info.name === 'webgpu' && info.adapter?.software === false;
+  const expected = gpu ? 'gpu' : webgpu ? 'webgpu' : installed('@tensorflow/tfjs-node') ? 'node' : 'wasm';
   assert.equal(info.name, expected);
   if (expected === 'wasm') {
-    assert.deepEqual(info.skipped.map((s) => s.name), ['gpu', 'node']);
+    // webgpu is tried second and skipped here: no package, or no hardware adapter (llvmpipe is software)
+    assert.deepEqual(info.skipped.map((s) => s.name), ['gpu', 'webgpu', 'node']);
     assert.deepEqual(info.ownKernels, ['Conv2DBackpropFilter', 'Conv2DBackpropInput']);
   }
   const logLine = r.stderr.split('\n').find((l) => l.includes('"backend_selected"'));
