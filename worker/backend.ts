@@ -69,7 +69,9 @@ async function loadWebGpu(forced: boolean, log?: Logger): Promise<{ tfName: stri
     const chosen = await chooseAdapter(forced);
     adapter = chosen.summary;
     if (chosen.passedOver.length) log?.debug('webgpu_adapters_passed_over', { passedOver: chosen.passedOver });
-    await registerWebGpuBackend(tf, (msg) => log?.error('webgpu device lost', { event: 'webgpu_device_lost', reason: msg }));
+    await registerWebGpuBackend(tf,
+      (msg) => log?.error('webgpu device lost', { event: 'webgpu_device_lost', reason: msg }),
+      (msg) => log?.error('webgpu error', { event: 'webgpu_error', error: msg }));
   } catch (err) {
     if (err instanceof NoAdapterError) throw new BackendUnavailableError('webgpu', err.message);
     throw err;

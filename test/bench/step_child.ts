@@ -26,7 +26,10 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 export async function runChild(kind: string, backend: string): Promise<ChildResult> {
   try {
-    await selectBackend(backend as BackendName);
+    const info = await selectBackend(backend as BackendName);
+    if (info.adapter?.software) { // forced webgpu finds llvmpipe on a machine without a GPU
+      return { ok: false, error: `software adapter only (${info.adapter.device || info.adapter.description}): not a GPU` };
+    }
   } catch (err) {
     return { ok: false, error: (err as Error).message };
   }
@@ -44,7 +47,7 @@ export async function runChild(kind: string, backend: string): Promise<ChildResu
       for (let i = 0; i < warm + measured; i++) {
         const t0 = performance.now();
         trainer.setState(state);
-        const r = trainer.trainStep(x, labels);
+        const r = await trainer.trainStepAsync(x, labels); // async: webgpu has no dataSync
         for (let j = 0; j < r.gradSum.length; j++) r.gradSum[j] /= r.count;
         sgdStep(state.weights, r.gradSum, sgd, { lr: 5e-4, momentum: 0.9, weightDecay: 1e-5 });
         if (i >= warm) times.push((performance.now() - t0) / 1000);
@@ -59,16 +62,16 @@ export async function runChild(kind: string, backend: string): Promise<ChildResu
       const times: number[] = [];
       for (let i = 0; i < 5; i++) {
         const t0 = performance.now();
-        trainer.embed(x, 1);
+        await trainer.embedAsync(x, 1);
         if (i >= 2) times.push((performance.now() - t0) / 1000);
       }
       return { ok: true, seconds: median(times), steps: 3 };
     }
     const x = images(8, 224, 4);
     const labels = Int32Array.from({ length: 8 }, (_, i) => i * 1000);
-    trainer.trainStep(x, labels); // warm-up: heap growth and JIT
+    await trainer.trainStepAsync(x, labels); // warm-up: heap growth and JIT
     const t0 = performance.now();
-    trainer.trainStep(x, labels);
+    await trainer.trainStepAsync(x, labels);
     const heap = wasmHeapBytes();
     return {
       ok: true, seconds: (performance.now() - t0) / 1000, steps: 1, checkpointing: trainer.usesCheckpointing(8),

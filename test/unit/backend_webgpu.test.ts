@@ -8,7 +8,8 @@
  * - the fixtures of test/fixtures/make_torch_reference.py: eval- and training-mode forward (embedding,
  *   L2-normalised embedding, logits; torch_small_io.safetensors) and one training step (loss, every
  *   gradient, every BN batch statistic; torch_small_grad.safetensors), plain tape and checkpointed, read
- *   asynchronously as the worker does (dataSync throws on webgpu in Node);
+ *   asynchronously as the worker does (dataSync throws on webgpu in Node), with the project's tiled
+ *   conv-gradient kernels (test/unit/kernels_webgpu.test.ts checks them one by one);
  * - the deferred reads themselves, on the cpu backend: bit-identical to the synchronous ones.
  *
  * Tolerances: the same as test/unit/trainer.test.ts and weights.test.ts (see there: PyTorch's own float32
@@ -36,6 +37,7 @@ import { readSafetensors, type TensorMap } from '../../shared/model/safetensors.
 import { loadWeightsFile, stateDictToModelState } from '../../shared/model/weights.js';
 import { selectBackend, type BackendInfo } from '../../worker/backend.js';
 import { Trainer, type TrainResult } from '../../worker/trainer.js';
+import { takeDeviceErrors } from '../../worker/webgpu/adapter.js';
 
 const LOSS_REL_TOL = 1e-4;
 const GRAD_TOL = 1e-4; // × max(1, max|g|)
@@ -209,6 +211,7 @@ describe('webgpu backend: equal to PyTorch', { skip }, () => {
     info = await selectBackend('webgpu');
     assert.equal(tf.getBackend(), 'webgpu');
     console.log(`webgpu adapter: ${info.adapter?.device || info.adapter?.description} (${info.adapter?.software ? 'software' : 'hardware'}), own kernels: ${info.ownKernels.join(', ') || 'none'}`);
+    assert.deepEqual(info.ownKernels, ['Conv2DBackpropFilter', 'Conv2DBackpropInput'], 'the tiled conv-gradient kernels are in use');
     weights = loadWeightsFile(join(fixturesDir, 'torch_small.safetensors'), spec).state;
     ref = loadGradReference();
   });
@@ -270,6 +273,7 @@ describe('webgpu backend: equal to PyTorch', { skip }, () => {
       assert.ok(gRel.ratio <= GRAD_REL_TOL, `gradient differs by more than ${GRAD_REL_TOL} × max|g|: ${report}`);
       assert.ok(s.ratio <= STAT_TOL, `BN batch statistic differs by more than ${STAT_TOL} × max(1, max|s|): ${report}`);
       assert.equal(leaked, 0, `trainStepAsync left ${leaked} tensors allocated`);
+      assert.deepEqual(takeDeviceErrors(), [], 'no WebGPU validation or memory error');
     });
   }
 });

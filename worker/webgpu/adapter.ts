@@ -182,7 +182,9 @@ export async function chooseAdapter(allowSoftware: boolean): Promise<ChosenAdapt
  * Installs the globals, loads tfjs-backend-webgpu and registers the `webgpu` backend on the chosen adapter
  * (call chooseAdapter first). Returns the tfjs-core module's registry name, 'webgpu'.
  */
-export async function registerWebGpuBackend(tf: typeof import('@tensorflow/tfjs-core'), onDeviceLost?: (msg: string) => void): Promise<string> {
+export async function registerWebGpuBackend(
+  tf: typeof import('@tensorflow/tfjs-core'), onDeviceLost?: (msg: string) => void, onError?: (msg: string) => void,
+): Promise<string> {
   if (!held) throw new Error('registerWebGpuBackend: no adapter chosen');
   const h = held;
   const dawn = await importOptional<DawnModule>(DAWN_PACKAGE);
@@ -205,9 +207,22 @@ export async function registerWebGpuBackend(tf: typeof import('@tensorflow/tfjs-
     const device = await a.requestDevice({ requiredFeatures, requiredLimits });
     h.device = device;
     void device.lost.then((l) => onDeviceLost?.(`${l.reason}: ${l.message}`));
+    // validation and out-of-memory errors arrive here, asynchronously, instead of as exceptions
+    device.addEventListener?.('uncapturederror', (ev) => {
+      const msg = ev.error?.message ?? String(ev.error);
+      if (deviceErrors.length < 100) deviceErrors.push(msg);
+      onError?.(msg);
+    });
     return new mod.WebGPUBackend(device, a.info) as import('@tensorflow/tfjs-core').KernelBackend;
   }, 0);
   return 'webgpu';
+}
+
+const deviceErrors: string[] = [];
+
+/** WebGPU errors (validation, out of memory) reported since the last call, at most 100; clears them. */
+export function takeDeviceErrors(): string[] {
+  return deviceErrors.splice(0);
 }
 
 /** The device of the registered backend, once tfjs created it. */
