@@ -117,3 +117,24 @@ export function shardRanges(start: number, end: number, n: number, align = 16): 
   }
   return out;
 }
+
+/**
+ * The two operands of the tree's root over `m` leaves, so the last addition can be fused into the
+ * caller's pass: [whole, null] when the root block is available whole, else [left, right] where right is
+ * null when no leaf lies in the right half. Subtrees not available whole are summed into scratch
+ * (levels 1 and up are shared by both halves' recursion, so each half gets its own top array).
+ */
+export function treeHalves(m: number, get: (b: Block) => Float32Array | undefined, length: number, scratch: TreeScratch, halves: TreeScratch): [Float32Array, Float32Array | null] {
+  const w = treeWidth(m);
+  const whole = get({ lo: 0, size: w });
+  if (whole) return [whole, null];
+  if (w === 1) throw new Error('micro-batch 0 is missing from the sum');
+  const half = (lo: number, k: number): Float32Array => {
+    const b = get({ lo, size: w / 2 });
+    if (b) return b;
+    const out = halves.at(k, length);
+    treeSum(lo, w / 2, m, get, out, scratch, 1);
+    return out;
+  };
+  return [half(0, 0), w / 2 < m ? half(w / 2, 1) : null];
+}

@@ -8,14 +8,16 @@
  * A step's reduce is one *attempt* under a plan from the coordinator (members in shard order, who holds
  * which block, the lr). Every chunk of the plan is processed as soon as it can be: an owner sums a chunk
  * once every block's slice of it is in, computes its new momentum into `staged` and sends it to every
- * other member at once, so the two phases overlap chunk by chunk. The attempt ends when `staged` holds
- * the whole range; the coordinator then says commit (every member moves its weights by the same staged
- * momentum) or starts a new attempt without a lost member, which nothing staged can disturb.
+ * other member at once, so the two phases overlap chunk by chunk; every member turns each new momentum
+ * chunk into the next weights as it arrives. The attempt ends when the next buffers hold the whole
+ * range; the coordinator then says commit (a swap of live and next, the same on every member) or starts
+ * a new attempt without a lost member, which nothing staged can disturb.
  * Messages for a later attempt are kept until its plan arrives; those of older attempts are dropped.
  */
-import { blockKey, shardRanges, treeSum, treeWidth, TreeScratch, type Block } from './canonical.js';
+import { blockKey, shardRanges, treeHalves, TreeScratch, type Block } from './canonical.js';
+import type { DataKernels } from './kernels.js';
 import type { DataHeader, Mesh, MeshMessage } from './mesh.js';
-import { applyMomentum, shardMomentum, type ShardSgdArgs } from '../optim/sgd_shard.js';
+import { shardStep, takeMomentum, type ShardSgdArgs } from '../optim/sgd_shard.js';
 
 export interface ReducePlan {
   step: number;
@@ -35,8 +37,11 @@ export interface ReducePlan {
   chunkElems: number;
 }
 
-/** The model a worker holds: all full-length; `staged` receives the step's new momentum. */
-export interface ModelBuffers { weights: Float32Array; momentum: Float32Array; staged: Float32Array }
+/**
+ * The model a worker holds, all full-length: the live weights and momentum, and the next step's, which
+ * the exchange fills chunk by chunk while the live ones stay valid (commit swaps them).
+ */
+export interface ModelBuffers { weights: Float32Array; momentum: Float32Array; nextWeights: Float32Array; nextMomentum: Float32Array }
 
 interface Attempt {
   plan: ReducePlan;
@@ -59,11 +64,12 @@ export class PeerExchange {
   private current: Attempt | null = null;
   private early: MeshMessage[] = [];
   private readonly scratch = new TreeScratch();
-  private sum = new Float32Array(0);
+  private readonly halves = new TreeScratch();
   readonly drops = new Map<DropReason, number>();
   private readonly pumping: Promise<void>;
 
-  constructor(private readonly mesh: Mesh, private readonly model: ModelBuffers) {
+  /** `kernels`: the SIMD kernels whose memory holds `model` (same bits as without, faster). */
+  constructor(private readonly mesh: Mesh, private readonly model: ModelBuffers, private readonly kernels: DataKernels | null = null) {
     this.pumping = this.pump();
   }
 
@@ -84,7 +90,6 @@ export class PeerExchange {
     });
     result.catch(() => undefined);
     const a = this.current!;
-    if (this.sum.length < plan.chunkElems) this.sum = new Float32Array(plan.chunkElems);
     const replay = this.early.filter((m) => m.header.step === plan.step && m.header.attempt === plan.attempt);
     this.early = this.early.filter((m) => m.header.step > plan.step || (m.header.step === plan.step && m.header.attempt > plan.attempt));
     for (const m of replay) this.accept(a, m);
@@ -93,10 +98,20 @@ export class PeerExchange {
     return result;
   }
 
-  /** Moves the weights by the staged momentum over the plan's range (every member, after the coordinator's commit). */
+  /**
+   * The staged step becomes the live one (every member, after the coordinator's commit): a swap when the
+   * plan covered every element, else a copy of its range (the rest is frozen and stays as it is).
+   */
   commit(plan: ReducePlan): void {
-    const { weights, momentum, staged } = this.model;
-    applyMomentum(weights, momentum, staged, plan.sgd.lr, plan.range[0], plan.range[1]);
+    const m = this.model;
+    const [s, e] = plan.range;
+    if (s === 0 && e === m.weights.length) {
+      [m.weights, m.nextWeights] = [m.nextWeights, m.weights];
+      [m.momentum, m.nextMomentum] = [m.nextMomentum, m.momentum];
+    } else {
+      m.weights.set(m.nextWeights.subarray(s, e), s);
+      m.momentum.set(m.nextMomentum.subarray(s, e), s);
+    }
   }
 
   async close(): Promise<void> {
@@ -171,7 +186,9 @@ export class PeerExchange {
     if (n < 0 || m.from === this.mesh.id) return this.drop('bad-offset');
     if (m.payload.length !== n) return this.drop('bad-length');
     if (a.staged.has(h.offset)) return this.drop('duplicate');
-    this.model.staged.set(m.payload, h.offset);
+    const { weights, nextMomentum, nextWeights } = this.model;
+    const take = this.kernels ? this.kernels.take.bind(this.kernels) : takeMomentum;
+    take(weights, m.payload, plan.sgd.lr, h.offset, nextMomentum.subarray(h.offset, h.offset + n), nextWeights.subarray(h.offset, h.offset + n));
     this.stage(a, h.offset, n);
   }
 
@@ -179,10 +196,11 @@ export class PeerExchange {
   private reduceChunk(a: Attempt, off: number, n: number, got: Map<string, Float32Array>): void {
     const { plan } = a;
     a.pending.delete(off);
-    const sum = this.sum.subarray(0, n);
-    treeSum(0, treeWidth(plan.units), plan.units, (b) => got.get(blockKey(b)), sum, this.scratch);
-    const out = this.model.staged.subarray(off, off + n);
-    shardMomentum(this.model.weights, this.model.momentum, off, sum, 1 / plan.samples, plan.sgd, out);
+    const [left, right] = treeHalves(plan.units, (b) => got.get(blockKey(b)), n, this.scratch, this.halves);
+    const { weights, momentum, nextMomentum, nextWeights } = this.model;
+    const out = nextMomentum.subarray(off, off + n);
+    const step = this.kernels ? this.kernels.step.bind(this.kernels) : shardStep;
+    step(weights, momentum, off, left, right, plan.samples, plan.sgd, out, nextWeights.subarray(off, off + n));
     const header: DataHeader = { kind: 'm', step: plan.step, attempt: plan.attempt, offset: off };
     for (const peer of plan.members) {
       if (peer.id !== this.mesh.id) this.mesh.send(peer.id, header, out).catch(() => undefined);

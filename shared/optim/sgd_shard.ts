@@ -1,11 +1,15 @@
 /**
  * torch.optim.SGD split in two for the peer data plane (see shared/dataplane/): the shard owner computes
  * the new momentum of its slice, every worker receives every slice's new momentum and moves its own
- * copy of the weights with it. Both halves are float32 at every store, like PyTorch's tensors:
- *   b' = momentum·b + (g·scale + wd·w)   (b' = g·scale + wd·w on the first step)
- *   w' = w − lr·b'                        (b' as stored, float32)
- * so all workers end with the same bits, owner or not. (The coordinator-side sgdStep of ./sgd.ts keeps
- * b' in float64 for the weight update; the two agree to one float32 rounding.)
+ * copy of the weights with it. Every operation is a float32 operation, as in PyTorch's CPU kernels
+ * (without FMA), with lr, momentum and weight decay as float32 scalars:
+ *   g  = the summed gradient;  mean = g / samples
+ *   d  = mean + wd·w
+ *   b' = momentum·b + d        (b' = d on the first step)
+ *   w' = w − lr·b'
+ * so every worker ends with the same bits, owner or not. The new values go to next-step buffers: the
+ * live ones stay valid until the step commits. These are the reference implementations; the WebAssembly
+ * SIMD kernels of shared/dataplane/kernels.ts compute the same bits faster.
  */
 import type { SgdArgs } from './sgd.js';
 
@@ -14,29 +18,40 @@ export interface ShardSgdArgs extends SgdArgs {
   first: boolean;
 }
 
+const f = Math.fround;
+
 /**
- * New momentum for elements [start, start + grad.length): `grad` is the summed gradient of that range,
- * `scale` makes it a mean (1 / samples). Writes into `out` (same range length); weights and momentum are
- * full-length and not modified.
+ * The shard owner's update of elements [start, start + n): the summed gradient is `left + right`
+ * (`right` null when the sum is `left` alone), divided by `samples` for the mean. Writes the new momentum
+ * into `outMom` and the next weights into `outW` (both n long); the live weights and momentum (full
+ * length) are only read.
  */
-export function shardMomentum(weights: Float32Array, momentum: Float32Array, start: number, grad: Float32Array, scale: number, args: ShardSgdArgs, out: Float32Array): void {
-  const n = grad.length;
-  if (out.length !== n) throw new RangeError(`shardMomentum: out has ${out.length} elements, expected ${n}`);
-  if (start < 0 || start + n > weights.length) throw new RangeError(`shardMomentum: range ${start}+${n} is outside the weights (${weights.length})`);
-  const wd = args.weightDecay;
-  if (args.first || args.momentum === 0) {
-    for (let i = 0; i < n; i++) out[i] = Math.fround(grad[i] * scale) + wd * weights[start + i];
-    return;
+export function shardStep(weights: Float32Array, momentum: Float32Array, start: number, left: Float32Array, right: Float32Array | null, samples: number,
+  args: ShardSgdArgs, outMom: Float32Array, outW: Float32Array): void {
+  const n = left.length;
+  if (outMom.length !== n || outW.length !== n || (right && right.length !== n)) throw new RangeError(`shardStep: arrays of ${n} elements expected`);
+  if (start < 0 || start + n > weights.length) throw new RangeError(`shardStep: range ${start}+${n} is outside the weights (${weights.length})`);
+  const lr = f(args.lr);
+  const wd = f(args.weightDecay);
+  const m = f(args.momentum);
+  const s = f(samples);
+  for (let i = 0; i < n; i++) {
+    const g = right ? f(left[i] + right[i]) : left[i];
+    const w = weights[start + i];
+    const d = f(f(g / s) + f(wd * w));
+    const b = args.first ? d : f(f(m * momentum[start + i]) + d);
+    outMom[i] = b;
+    outW[i] = f(w - f(lr * b));
   }
-  const m = args.momentum;
-  for (let i = 0; i < n; i++) out[i] = m * momentum[start + i] + (Math.fround(grad[i] * scale) + wd * weights[start + i]);
 }
 
-/** w ← w − lr·b' and b ← b' over [start, end), from the staged new momentum (full-length arrays). */
-export function applyMomentum(weights: Float32Array, momentum: Float32Array, staged: Float32Array, lr: number, start: number, end: number): void {
-  for (let i = start; i < end; i++) {
-    const b = staged[i];
-    momentum[i] = b;
-    weights[i] = weights[i] - lr * b;
+/** Every other member: the owner's new momentum `b` of [start, start + n) → next momentum and next weights. */
+export function takeMomentum(weights: Float32Array, b: Float32Array, lr: number, start: number, outMom: Float32Array, outW: Float32Array): void {
+  const n = b.length;
+  const l = f(lr);
+  for (let i = 0; i < n; i++) {
+    const x = b[i];
+    outMom[i] = x;
+    outW[i] = f(weights[start + i] - f(l * x));
   }
 }

@@ -1,14 +1,19 @@
 /**
- * `npm run bench:sync`: one synchronous exchange of SE-ResNet-50's 43,723,943 fp32 parameters between
- * the coordinator and 2, then 4, local workers whose compute is skipped — weights out to every worker,
- * one gradient back per worker, float64 average, SGD update and BN statistics — through the real
- * Cluster/Dispatcher/transport; and, in the same process right after, the raw ZeroMQ time to move the
- * same bytes (Buffer frames, no protocol). Also the coordinator's peak RSS during the exchange. Each
- * worker count runs in a fresh coordinator process (this file with `--workers N`), so that the 4-worker
- * figures do not carry the 2-worker run's garbage. `--chunk-bytes N` sets workers.chunkBytes (and the
- * workers' frame size). Last line: JSON.
+ * `npm run bench:sync`: one step's exchange of SE-ResNet-50's 43,723,943 fp32 gradients among N = 2, 4
+ * and 8 workers whose compute is skipped, three ways, in the same run and under the same conditions:
+ * - `central`: through the coordinator (exchange "central"): weights out to every worker, one gradient
+ *   back from each, float64 sum, SGD, BN statistics — the real Cluster, Dispatcher and transport;
+ * - `peer`: the peer data plane (shared/dataplane/): reduce-scatter to shard owners in the canonical
+ *   order, SGD per shard, all-gather of the new momentum, under a plan from a control socket;
+ * - `gloo`: PyTorch's gloo all-reduce of the same tensor (/usr/bin/python3 with Debian's python3-torch).
+ * Two links: `loopback`, and `capped` — every process in its own network namespace with one veth to a
+ * bridge, tc-limited to 2 Gbit/s each way (./netns.ts; root only, else skipped and said so). Each
+ * measurement runs in fresh processes. Last line: JSON, with the load average before and after.
+ *
+ * Flags: --workers 2,4,8  --links loopback,capped  --rate-mbit 2000  --chunk-elems N (peer message size)
+ * Internal: --central N / --peer N --place JSON (one measurement inside the coordinator's namespace).
  */
-import { spawn } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join, dirname } from 'node:path';
 import { resolveConfig } from '../../shared/config/schema.js';
@@ -20,91 +25,128 @@ import { Cluster } from '../../coordinator/cluster.js';
 import { updateRunningStats, type MicroBatchStats } from '../../coordinator/bnstats.js';
 import { finiteItems, type Unit } from '../../coordinator/dispatcher.js';
 import { GradientAccumulator } from '../../coordinator/reducer.js';
-import { rawZmqSeconds } from './sync_raw.js';
+import { CappedNet, cappedNetAvailable } from './netns.js';
+import { glooSeconds, launch, median, peerSeconds, withDeadline, type Place } from './sync_modes.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** Rounds not timed (first touch of every buffer), then timed rounds (median), for the exchange and raw alike. */
-const WARMUP = 2;
-const ROUNDS = 5;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-let peakRss = 0;
-let sampler: NodeJS.Timeout | undefined;
+const ROUNDS = { loopback: { warmup: 2, rounds: 5 }, capped: { warmup: 1, rounds: 3 } } as const;
+type Link = keyof typeof ROUNDS;
+interface PlaceSpec { hosts: string[]; prefixes: string[][] }
+const placeOf = (s: PlaceSpec): Place => ({ prefix: (i) => s.prefixes[i] ?? [], host: (i) => s.hosts[i] });
 
-async function exchange(workers: number, warmup: number, rounds: number, chunkBytes: number | undefined): Promise<{ seconds: number; chunkBytes: number }> {
-  const config = resolveConfig({ model: { inputSize: 32 }, workers: { bind: 'tcp://127.0.0.1:0', timeoutMs: 120000, heartbeatMs: 1000, ...(chunkBytes ? { chunkBytes } : {}) }, training: { batchSize: workers, microBatch: 1 } });
+/** The central exchange, coordinator in this process (namespace 0), workers in 1..N. */
+async function central(place: Place, workers: number, warmup: number, rounds: number): Promise<{ seconds: number; peakRssMb: number }> {
+  const config = resolveConfig({ model: { inputSize: 32 }, workers: { bind: `tcp://${place.host(0)}:0`, timeoutMs: 300000, heartbeatMs: 1000 }, training: { batchSize: workers, microBatch: 1 } });
   const spec = buildSpec(config.model);
   const log = createLogger({ component: 'coordinator', stream: 'stderr', level: 'warn' });
   const cluster = await Cluster.start(config, 'bench', log);
   const children = Array.from({ length: workers }, (_, i) =>
-    spawn(process.execPath, [join(here, 'sync_worker.js'), cluster.endpoint, `bench-${i}`, String(config.workers.chunkBytes)], { stdio: 'inherit' }));
-  await cluster.waitForWorkers(workers);
-  const state = initState(spec, 0);
-  peakRss = 0; // from here on: the exchange itself (the random initialisation above is not part of it)
-  const sgd: SgdState = { momentumBuffer: null };
-  const times: number[] = [];
-  const acc = new GradientAccumulator(spec.trainableCount); // reused, as in the controller
-  for (let v = 0; v < warmup + rounds; v++) {
-    const t0 = performance.now();
-    const snapshot = { version: v, weights: state.weights, bnStats: state.bnStats }; // as ModelRun.snapshot(): the live arrays
-    const units: Unit[] = Array.from({ length: workers }, (_, i) => ({
-      id: `${v}:${i}`, index: i, count: 1,
-      load: async () => ({ images: new Uint8Array(32 * 32 * 3), labels: new Int32Array(1) }),
-    }));
-    acc.reset();
-    const bn: MicroBatchStats[] = [];
-    await cluster.dispatcher.run(v, 'train', units, snapshot, (_u, msg) => {
-      acc.add(msg.gradSum!, 1, 1);
-      for (const g of finiteItems(msg, spec.bnStatCount)) bn.push({ index: 0, count: 1, stats: g.stats! });
-      return [];
+    launch(place, i + 1, process.execPath, [join(here, 'sync_worker.js'), cluster.endpoint, `bench-${i}`, String(config.workers.chunkBytes)]));
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 5);
+  try {
+    return await withDeadline(children, 600_000, `central exchange (${workers} workers)`, async () => {
+      await cluster.waitForWorkers(workers);
+      const state = initState(spec, 0);
+      peak = 0; // from here on: the exchange itself
+      const sgd: SgdState = { momentumBuffer: null };
+      const times: number[] = [];
+      const acc = new GradientAccumulator(spec.trainableCount);
+      for (let v = 0; v < warmup + rounds; v++) {
+        const t0 = performance.now();
+        const units: Unit[] = Array.from({ length: workers }, (_, i) => ({
+          id: `${v}:${i}`, index: i, count: 1, load: async () => ({ images: new Uint8Array(32 * 32 * 3), labels: new Int32Array(1) }),
+        }));
+        acc.reset();
+        const bn: MicroBatchStats[] = [];
+        await cluster.dispatcher.run(v, 'train', units, { version: v, weights: state.weights, bnStats: state.bnStats }, (_u, msg) => {
+          acc.add(msg.gradSum!, 1, 1);
+          for (const g of finiteItems(msg, spec.bnStatCount)) bn.push({ index: 0, count: 1, stats: g.stats! });
+          return [];
+        });
+        const { sum, scale } = acc.sums();
+        sgdStep(state.weights, sum, sgd, { lr: 5e-4, momentum: 0.9, weightDecay: 1e-5 }, undefined, scale);
+        updateRunningStats(spec, state.bnStats, bn, 0.1);
+        if (v >= warmup) times.push((performance.now() - t0) / 1000);
+      }
+      await cluster.end('bench done');
+      await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+      return { seconds: median(times), peakRssMb: Math.round(peak / 2 ** 20) };
     });
-    const { sum, scale } = acc.sums();
-    sgdStep(state.weights, sum, sgd, { lr: 5e-4, momentum: 0.9, weightDecay: 1e-5 }, undefined, scale); // as the controller
-    updateRunningStats(spec, state.bnStats, bn, 0.1);
-    if (v >= warmup) times.push((performance.now() - t0) / 1000);
+  } finally {
+    clearInterval(sampler);
   }
-  await cluster.end('bench done');
-  await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
-  return { seconds: median(times), chunkBytes: config.workers.chunkBytes };
 }
 
-/** One worker count in this (fresh) process: the exchange, then raw ZeroMQ. */
-async function child(workers: number, chunkBytes: number | undefined): Promise<void> {
-  const params = buildSpec(resolveConfig({}).model).trainableCount;
-  sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 5);
-  const ex = await exchange(workers, WARMUP, ROUNDS, chunkBytes);
-  const exchangeRss = peakRss;
-  clearInterval(sampler);
-  const raw = await rawZmqSeconds(params * 4, workers, ex.chunkBytes, ROUNDS, WARMUP);
-  console.log(JSON.stringify({ workers, exchangeSeconds: round(ex.seconds), rawZmqSeconds: round(raw), ratio: round(ex.seconds / raw),
-    coordinatorPeakRssMb: Math.round(exchangeRss / 2 ** 20) }));
-}
-
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const opt = (name: string): number | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? Number(args[i + 1]) : undefined;
-  };
-  const chunkBytes = opt('--chunk-bytes');
-  const only = opt('--workers');
-  if (only !== undefined) return child(only, chunkBytes);
-  const params = buildSpec(resolveConfig({}).model).trainableCount;
-  const results: Record<string, number>[] = [];
-  for (const workers of [2, 4]) {
-    const self = [fileURLToPath(import.meta.url), '--workers', String(workers), ...(chunkBytes ? ['--chunk-bytes', String(chunkBytes)] : [])];
-    const c = spawn(process.execPath, self, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number | null>((r) => c.once('exit', r));
-    if (code !== 0) throw new Error(`bench child (${workers} workers) exited with ${code}`);
-    const r = JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
-    console.log(`${workers} workers: exchange ${r.exchangeSeconds} s (raw ZeroMQ ${r.rawZmqSeconds} s, ${r.ratio}×), coordinator peak RSS ${r.coordinatorPeakRssMb} MB (model ${Math.round((params * 4) / 2 ** 20)} MB)`);
-    results.push(r);
-  }
-  console.log(JSON.stringify({ bench: 'sync', params, ...(chunkBytes ? { chunkBytes } : {}), results }));
+/** Runs this file in namespace 0 for one central or peer measurement; returns its JSON line. */
+async function inCoordinatorPlace(spec: PlaceSpec, mode: 'central' | 'peer', workers: number, link: Link, chunkElems: number): Promise<Record<string, number>> {
+  const c = launch(placeOf(spec), 0, process.execPath, [fileURLToPath(import.meta.url), `--${mode}`, String(workers), '--place', JSON.stringify(spec), '--link', link, '--chunk-elems', String(chunkElems)]);
+  let out = '';
+  c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((r) => c.once('exit', r));
+  if (code !== 0) throw new Error(`${mode} (${workers} workers, ${link}) exited with ${code}`);
+  return JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
 }
 
 const round = (x: number): number => Math.round(x * 1000) / 1000;
+const arg = (args: string[], name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const params = buildSpec(resolveConfig({}).model).trainableCount;
+  const chunkElems = Number(arg(args, '--chunk-elems') ?? 1 << 19);
+  const link = (arg(args, '--link') ?? 'loopback') as Link;
+  for (const mode of ['central', 'peer'] as const) {
+    const n = arg(args, `--${mode}`);
+    if (n === undefined) continue;
+    const place = placeOf(JSON.parse(arg(args, '--place')!) as PlaceSpec);
+    const { warmup, rounds } = ROUNDS[link];
+    if (mode === 'central') console.log(JSON.stringify(await central(place, Number(n), warmup, rounds)));
+    else console.log(JSON.stringify({ seconds: await peerSeconds(place, Number(n), params, warmup, rounds, chunkElems) }));
+    return;
+  }
+  const counts = (arg(args, '--workers') ?? '2,4,8').split(',').map(Number);
+  const links = (arg(args, '--links') ?? 'loopback,capped').split(',') as Link[];
+  const rateMbit = Number(arg(args, '--rate-mbit') ?? 2000);
+  const loadBefore = loadavg()[0];
+  console.log(`load average before: ${loadBefore.toFixed(2)} (1 min)`);
+  const results: Record<string, unknown>[] = [];
+  const skipped: string[] = [];
+  for (const l of links) {
+    const why = l === 'capped' ? cappedNetAvailable() : null;
+    if (why) {
+      console.log(`capped link: skipped (${why})`);
+      skipped.push(`capped: ${why}`);
+      continue;
+    }
+    for (const workers of counts) {
+      const net = l === 'capped' ? new CappedNet(workers + 1, rateMbit) : null;
+      try {
+        net?.setup();
+        const spec: PlaceSpec = net
+          ? { hosts: Array.from({ length: workers + 1 }, (_, i) => net.ip(i)), prefixes: Array.from({ length: workers + 1 }, (_, i) => net.exec(i)) }
+          : { hosts: Array.from({ length: workers + 1 }, () => '127.0.0.1'), prefixes: [] };
+        const c = await inCoordinatorPlace(spec, 'central', workers, l, chunkElems);
+        const p = await inCoordinatorPlace(spec, 'peer', workers, l, chunkElems);
+        const { warmup, rounds } = ROUNDS[l];
+        const g = await glooSeconds(placeOf(spec), workers, params, warmup, rounds, () => (net ? 'eth0' : 'lo'));
+        const row: Record<string, unknown> = { workers, link: l, centralSeconds: round(c.seconds), peerSeconds: round(p.seconds), glooSeconds: round(g),
+          peerVsGloo: round(p.seconds / g), centralPeakRssMb: c.peakRssMb };
+        if (net) row.allReduceBoundSeconds = round((2 * (workers - 1) / workers) * params * 4 / (rateMbit * 1e6 / 8));
+        console.log(JSON.stringify(row));
+        results.push(row);
+      } finally {
+        net?.teardown();
+      }
+    }
+  }
+  console.log(JSON.stringify({ bench: 'sync', params, chunkElems, results, ...(skipped.length ? { skipped } : {}),
+    loadAverage: round(loadBefore), loadAverageAfter: round(loadavg()[0]) }));
+}
+
 main().then(() => process.exit(0), (err: unknown) => {
   console.error(err);
   process.exit(1);

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { blockKey, blocksOf, coversExactly, shardRanges, treeSum, TreeScratch, type Block } from '../../shared/dataplane/canonical.js';
 import { PeerExchange, type ModelBuffers, type ReducePlan } from '../../shared/dataplane/exchange.js';
 import { openMesh } from '../../shared/dataplane/mesh.js';
-import { applyMomentum, shardMomentum } from '../../shared/optim/sgd_shard.js';
+import { DataKernels } from '../../shared/dataplane/kernels.js';
+import { shardStep, takeMomentum } from '../../shared/optim/sgd_shard.js';
 
 describe('canonical tree', () => {
   it('blocksOf returns the maximal aligned subtrees a worker holds whole', () => {
@@ -53,21 +54,60 @@ describe('canonical tree', () => {
   });
 });
 
-describe('shardMomentum + applyMomentum', () => {
+describe('shardStep + takeMomentum', () => {
   it('follow torch.optim.SGD with float32 stores (hand-computed)', () => {
     const w = Float32Array.of(1, -2);
     const b = Float32Array.of(0.5, 0.25);
-    const staged = new Float32Array(2);
-    // d = g/2 + 0.1·w = [1 + 0.1, 2 − 0.2]; b' = 0.9·b + d = [1.55, 2.025]; w' = w − 0.01·b'
-    shardMomentum(w, b, 0, Float32Array.of(2, 4), 0.5, { lr: 0.01, momentum: 0.9, weightDecay: 0.1, first: false }, staged);
-    assert.deepEqual([...staged], [Math.fround(0.45 + 1.1), Math.fround(0.225 + 1.8)]);
-    applyMomentum(w, b, staged, 0.01, 0, 2);
-    assert.deepEqual([...w], [Math.fround(1 - 0.01 * staged[0]), Math.fround(-2 - 0.01 * staged[1])]);
-    assert.deepEqual([...b], [...staged]);
-    shardMomentum(w, b, 0, Float32Array.of(2, 4), 0.5, { lr: 0.01, momentum: 0.9, weightDecay: 0, first: true }, staged);
-    assert.deepEqual([...staged], [1, 2]); // first step: b' = d
+    const mom = new Float32Array(2);
+    const next = new Float32Array(2);
+    // g = [1 + 1, 3 + 1]; mean = g/2 = [1, 2]; d = mean + 0.1·w = [1.1, 1.8]; b' = 0.9·b + d; w' = w − 0.01·b'; all float32
+    const f = Math.fround;
+    shardStep(w, b, 0, Float32Array.of(1, 3), Float32Array.of(1, 1), 2, { lr: 0.01, momentum: 0.9, weightDecay: 0.1, first: false }, mom, next);
+    const d = [f(1 + f(f(0.1) * 1)), f(2 + f(f(0.1) * -2))];
+    assert.deepEqual([...mom], [f(f(f(0.9) * 0.5) + d[0]), f(f(f(0.9) * 0.25) + d[1])]);
+    assert.deepEqual([...next], [f(1 - f(f(0.01) * mom[0])), f(-2 - f(f(0.01) * mom[1]))]);
+    assert.ok(Math.abs(mom[0] - 1.55) < 1e-6 && Math.abs(mom[1] - 2.025) < 1e-6); // the same in decimal
+    const mom2 = new Float32Array(2);
+    const next2 = new Float32Array(2);
+    takeMomentum(w, mom, 0.01, 0, mom2, next2); // another member, from the owner's momentum
+    assert.deepEqual([...mom2], [...mom]);
+    assert.deepEqual([...next2], [...next]);
+    shardStep(w, b, 0, Float32Array.of(2, 4), null, 2, { lr: 0.01, momentum: 0.9, weightDecay: 0, first: true }, mom, next);
+    assert.deepEqual([...mom], [1, 2]); // first step: b' = d
   });
 });
+
+describe('DataKernels (WebAssembly SIMD)', () => {
+  it('step and take give the bits of the TypeScript reference, tails and first step included', async () => {
+    const n = 1027; // not a multiple of 4: the scalar tail runs
+    const k = await DataKernels.create(8 * n, n);
+    const [w, mom, l, r] = randomLeaves(4, n, 7).map((x) => {
+      const v = k.alloc(n);
+      v.set(x);
+      return v;
+    });
+    const wantMom = new Float32Array(n);
+    const wantW = new Float32Array(n);
+    const om = k.alloc(n);
+    const ow = k.alloc(n);
+    for (const first of [false, true]) {
+      for (const right of [r, null, Float32Array.from(r)]) { // in memory, none, and a frame elsewhere (copied)
+        const args = { lr: 0.0123, momentum: 0.9, weightDecay: 3e-4, first };
+        shardStep(w, mom, 0, l, right, 37, args, wantMom, wantW);
+        k.step(w, mom, 0, l, right, 37, args, om, ow);
+        assert.deepEqual(Buffer.from(om.buffer, om.byteOffset, 4 * n), Buffer.from(wantMom.buffer));
+        assert.deepEqual(Buffer.from(ow.buffer, ow.byteOffset, 4 * n), Buffer.from(wantW.buffer));
+      }
+    }
+    takeMomentum(w, l, 0.0123, 0, wantMom, wantW);
+    k.take(w, Float32Array.from(l), 0.0123, 0, om, ow);
+    assert.deepEqual(Buffer.from(om.buffer, om.byteOffset, 4 * n), Buffer.from(wantMom.buffer));
+    assert.deepEqual(Buffer.from(ow.buffer, ow.byteOffset, 4 * n), Buffer.from(wantW.buffer));
+    assert.throws(() => k.step(new Float32Array(n), mom, 0, l, null, 1, { lr: 1, momentum: 0, weightDecay: 0, first: true }, om, ow), RangeError);
+  });
+});
+
+const bytes = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** Seeded xorshift floats spanning many magnitudes, so that summation order shows in the bits. */
 function randomLeaves(m: number, p: number, seed: number): Float32Array[] {
@@ -80,7 +120,9 @@ function randomLeaves(m: number, p: number, seed: number): Float32Array[] {
 }
 
 function freshModel(p: number): ModelBuffers {
-  return { weights: Float32Array.from({ length: p }, (_, i) => Math.sin(i)), momentum: Float32Array.from({ length: p }, (_, i) => Math.cos(i) / 10), staged: new Float32Array(p) };
+  const weights = Float32Array.from({ length: p }, (_, i) => Math.sin(i));
+  const momentum = Float32Array.from({ length: p }, (_, i) => Math.cos(i) / 10);
+  return { weights, momentum, nextWeights: Float32Array.from(weights), nextMomentum: Float32Array.from(momentum) };
 }
 
 /** One process holding every micro-batch: canonical sum, momentum, weights. */
@@ -91,17 +133,27 @@ function oneProcess(leaves: Float32Array[], plan: Omit<ReducePlan, 'members' | '
   const sum = new Float32Array(e - s);
   const w = 1 << Math.ceil(Math.log2(Math.max(1, leaves.length)));
   treeSum(0, w, leaves.length, (b) => (b.size === 1 ? leaves[b.lo].subarray(s, e) : undefined), sum, new TreeScratch());
-  shardMomentum(model.weights, model.momentum, s, sum, 1 / plan.samples, plan.sgd, model.staged.subarray(s, e));
-  applyMomentum(model.weights, model.momentum, model.staged, plan.sgd.lr, s, e);
+  const b = new Float32Array(e - s);
+  const nw = new Float32Array(e - s);
+  shardStep(model.weights, model.momentum, s, sum, null, plan.samples, plan.sgd, b, nw);
+  model.weights.set(nw, s);
+  model.momentum.set(b, s);
   return model;
 }
 
-async function peerStep(leaves: Float32Array[], owners: number[][], base: Omit<ReducePlan, 'members' | 'blocks' | 'step' | 'attempt'>): Promise<ModelBuffers[]> {
+async function peerStep(leaves: Float32Array[], owners: number[][], base: Omit<ReducePlan, 'members' | 'blocks' | 'step' | 'attempt'>, simd = false): Promise<ModelBuffers[]> {
   const p = leaves[0].length;
   const m = leaves.length;
   const meshes = await Promise.all(owners.map((_, i) => openMesh(`w${i}`, { bind: 'tcp://127.0.0.1:0' })));
-  const models = owners.map(() => freshModel(p));
-  const ex = meshes.map((mesh, i) => new PeerExchange(mesh, models[i]));
+  const kernels = simd ? await Promise.all(owners.map(() => DataKernels.create(4 * p, base.chunkElems))) : owners.map(() => null);
+  const models = owners.map((_, i) => {
+    const fresh = freshModel(p);
+    const k = kernels[i];
+    if (!k) return fresh;
+    const put = (a: Float32Array): Float32Array => { const v = k.alloc(p); v.set(a); return v; };
+    return { weights: put(fresh.weights), momentum: put(fresh.momentum), nextWeights: put(fresh.nextWeights), nextMomentum: put(fresh.nextMomentum) };
+  });
+  const ex = meshes.map((mesh, i) => new PeerExchange(mesh, models[i], kernels[i]));
   try {
     const blocks = owners.flatMap((held, i) => blocksOf(held, m).map((b) => ({ ...b, holder: `w${i}` })));
     assert.ok(coversExactly(blocks, m));
@@ -129,12 +181,12 @@ describe('PeerExchange over ZeroMQ', () => {
   const leaves = randomLeaves(7, p, 42);
   const expected = oneProcess(leaves, base);
 
-  for (const owners of [[[0, 1, 2, 3, 4, 5, 6]], [[0, 1, 2, 3], [4, 5, 6]], [[0, 3, 6], [1, 4], [2, 5]], [[6], [0, 1], [2, 3, 4], [5]]]) {
-    it(`${owners.length} member(s) holding ${JSON.stringify(owners)} end with one process's weights and momentum, bitwise`, async () => {
-      const got = await peerStep(leaves, owners, base);
+  for (const [owners, simd] of [[[[0, 1, 2, 3, 4, 5, 6]], false], [[[0, 1, 2, 3], [4, 5, 6]], false], [[[0, 3, 6], [1, 4], [2, 5]], true], [[[6], [0, 1], [2, 3, 4], [5]], false], [[[6], [0, 1], [2, 3, 4], [5]], true]] as [number[][], boolean][]) {
+    it(`${owners.length} member(s) holding ${JSON.stringify(owners)}${simd ? ' (SIMD kernels)' : ''} end with one process's weights and momentum, bitwise`, async () => {
+      const got = await peerStep(leaves, owners, base, simd);
       for (const g of got) {
-        assert.deepEqual(Buffer.from(g.weights.buffer), Buffer.from(expected.weights.buffer));
-        assert.deepEqual(Buffer.from(g.momentum.buffer), Buffer.from(expected.momentum.buffer));
+        assert.deepEqual(bytes(g.weights), bytes(expected.weights));
+        assert.deepEqual(bytes(g.momentum), bytes(expected.momentum));
       }
     });
   }
@@ -145,7 +197,7 @@ describe('PeerExchange over ZeroMQ', () => {
     const want = oneProcess(leaves, part);
     const fresh = freshModel(p);
     for (const g of got) {
-      assert.deepEqual(Buffer.from(g.weights.buffer), Buffer.from(want.weights.buffer));
+      assert.deepEqual(bytes(g.weights), bytes(want.weights));
       assert.deepEqual([...g.weights.subarray(0, 3000)], [...fresh.weights.subarray(0, 3000)]);
     }
   });
