@@ -17,6 +17,7 @@
 import { blockKey, shardRanges, treeHalves, TreeScratch, type Block } from './canonical.js';
 import type { DataKernels } from './kernels.js';
 import type { DataHeader, Mesh, MeshMessage } from './mesh.js';
+import { StateTransfer } from './state_transfer.js';
 import { shardStep, takeMomentum, type ShardSgdArgs } from '../optim/sgd_shard.js';
 
 export interface ReducePlan {
@@ -41,7 +42,11 @@ export interface ReducePlan {
  * The model a worker holds, all full-length: the live weights and momentum, and the next step's, which
  * the exchange fills chunk by chunk while the live ones stay valid (commit swaps them).
  */
-export interface ModelBuffers { weights: Float32Array; momentum: Float32Array; nextWeights: Float32Array; nextMomentum: Float32Array }
+export interface ModelBuffers {
+  weights: Float32Array; momentum: Float32Array; nextWeights: Float32Array; nextMomentum: Float32Array;
+  /** Version of the live weights (the coordinator's count of committed steps); -1 while none. */
+  version: number;
+}
 
 interface Attempt {
   plan: ReducePlan;
@@ -69,8 +74,16 @@ export class PeerExchange {
   private readonly pumping: Promise<void>;
 
   /** `kernels`: the SIMD kernels whose memory holds `model` (same bits as without, faster). */
-  constructor(private readonly mesh: Mesh, private readonly model: ModelBuffers, private readonly kernels: DataKernels | null = null) {
+  private readonly transfer: StateTransfer;
+
+  constructor(private readonly mesh: Mesh, private readonly model: ModelBuffers, private readonly kernels: DataKernels | null = null, chunkElems = 1 << 19) {
+    this.transfer = new StateTransfer(mesh, model, chunkElems);
     this.pumping = this.pump();
+  }
+
+  /** Copies weights version `version` and its momentum from peer `from` (a worker joining between steps). */
+  fetchState(from: { id: string; endpoint: string }, version: number, timeoutMs: number): Promise<void> {
+    return this.transfer.fetch(from, version, timeoutMs);
   }
 
   /**
@@ -102,10 +115,11 @@ export class PeerExchange {
    * The staged step becomes the live one (every member, after the coordinator's commit): a swap when the
    * plan covered every element, else a copy of its range (the rest is frozen and stays as it is).
    */
-  commit(plan: ReducePlan): void {
+  commit(plan: ReducePlan, version: number): void {
     const m = this.model;
+    m.version = version;
     const [s, e] = plan.range;
-    if (s === 0 && e === m.weights.length) {
+    if (s === 0 && e === m.weights.length) { // the live arrays stay the same objects' fields: holders of `model` see the swap
       [m.weights, m.nextWeights] = [m.nextWeights, m.weights];
       [m.momentum, m.nextMomentum] = [m.nextMomentum, m.momentum];
     } else {
@@ -146,6 +160,10 @@ export class PeerExchange {
     for await (const m of this.mesh.messages()) {
       const a = this.current;
       const h = m.header;
+      if (h.kind === 'q' || h.kind === 's') {
+        if (!this.transfer.handle(m)) this.drop('bad-offset');
+        continue;
+      }
       if (a && h.step === a.plan.step && h.attempt === a.plan.attempt) this.accept(a, m);
       else if (!a || h.step > a.plan.step || (h.step === a.plan.step && h.attempt > a.plan.attempt)) this.early.push(m);
       else this.drop('stale');

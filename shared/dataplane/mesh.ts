@@ -10,9 +10,14 @@
  */
 import { Dealer, Router } from 'zeromq';
 
-/** What a peer says in a data-plane header. `kind` 'g': a block's gradient slice; 'm': a shard's new momentum. */
+/**
+ * What a peer says in a data-plane header. `kind` 'g': a block's gradient slice; 'm': a shard's new
+ * momentum; 'q': a request for the whole model state of version `step` (empty payload); 's': a slice of
+ * that state (weights then momentum, `offset` in 0..2P; an empty 's' refuses the request).
+ */
 export interface DataHeader {
-  kind: 'g' | 'm';
+  kind: 'g' | 'm' | 'q' | 's';
+  /** The step (g, m) or the weights version (q, s). */
   step: number;
   attempt: number;
   /** First element of the payload in the flat parameter vector. */
@@ -20,6 +25,8 @@ export interface DataHeader {
   /** For 'g': the block (lo, size) this slice belongs to. */
   lo?: number;
   size?: number;
+  /** For 'q': the endpoint of the asking member, to send the state to. */
+  reply?: string;
 }
 
 export interface MeshMessage { from: string; header: DataHeader; payload: Float32Array }
@@ -61,8 +68,9 @@ function parseHeader(b: Buffer): DataHeader | null {
   if (typeof h !== 'object' || h === null) return null;
   const o = h as Record<string, unknown>;
   const int = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
-  if ((o.kind !== 'g' && o.kind !== 'm') || !int(o.step) || !int(o.attempt) || !int(o.offset)) return null;
+  if (!['g', 'm', 'q', 's'].includes(o.kind as string) || !int(o.step) || !int(o.attempt) || !int(o.offset)) return null;
   if (o.kind === 'g' && (!int(o.lo) || !int(o.size))) return null;
+  if (o.kind === 'q' && (typeof o.reply !== 'string' || o.reply.length > 256 || !/^(tcp|ipc|inproc):\/\//.test(o.reply))) return null;
   return o as unknown as DataHeader;
 }
 

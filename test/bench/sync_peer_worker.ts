@@ -18,7 +18,7 @@ const mesh = await openMesh(id, { bind: `tcp://${host}:0` });
 const chunk = Number(chunkArg);
 const kernels = process.env.SYNC_NO_SIMD ? null : await DataKernels.create(5 * params, chunk);
 const alloc = (n: number): Float32Array => kernels?.alloc(n) ?? new Float32Array(n);
-const model = { weights: alloc(params).fill(0.01), momentum: alloc(params), nextWeights: alloc(params), nextMomentum: alloc(params) };
+const model = { weights: alloc(params).fill(0.01), momentum: alloc(params), nextWeights: alloc(params), nextMomentum: alloc(params), version: 0 };
 const grad = alloc(params).fill(1e-3);
 const ex = new PeerExchange(mesh, model, kernels);
 const sock = new Dealer({ routingId: id, linger: 1000 });
@@ -35,7 +35,7 @@ for await (const [frame] of sock) {
     await ex.run(plan, new Map([[`${mine.lo}:${mine.size}`, grad]]));
     await say({ t: 'done', step: plan.step });
   } else if (msg.t === 'commit') {
-    ex.commit(last!);
+    ex.commit(last!, last!.step + 1);
     await say({ t: 'committed', step: msg.step });
   } else if (msg.t === 'end') {
     break;

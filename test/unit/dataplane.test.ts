@@ -122,7 +122,7 @@ function randomLeaves(m: number, p: number, seed: number): Float32Array[] {
 function freshModel(p: number): ModelBuffers {
   const weights = Float32Array.from({ length: p }, (_, i) => Math.sin(i));
   const momentum = Float32Array.from({ length: p }, (_, i) => Math.cos(i) / 10);
-  return { weights, momentum, nextWeights: Float32Array.from(weights), nextMomentum: Float32Array.from(momentum) };
+  return { weights, momentum, nextWeights: Float32Array.from(weights), nextMomentum: Float32Array.from(momentum), version: 0 };
 }
 
 /** One process holding every micro-batch: canonical sum, momentum, weights. */
@@ -151,7 +151,7 @@ async function peerStep(leaves: Float32Array[], owners: number[][], base: Omit<R
     const k = kernels[i];
     if (!k) return fresh;
     const put = (a: Float32Array): Float32Array => { const v = k.alloc(p); v.set(a); return v; };
-    return { weights: put(fresh.weights), momentum: put(fresh.momentum), nextWeights: put(fresh.nextWeights), nextMomentum: put(fresh.nextMomentum) };
+    return { weights: put(fresh.weights), momentum: put(fresh.momentum), nextWeights: put(fresh.nextWeights), nextMomentum: put(fresh.nextMomentum), version: 0 };
   });
   const ex = meshes.map((mesh, i) => new PeerExchange(mesh, models[i], kernels[i]));
   try {
@@ -168,7 +168,7 @@ async function peerStep(leaves: Float32Array[], owners: number[][], base: Omit<R
       }
       return x.run(plan, sums);
     }));
-    ex.forEach((x) => x.commit(plan));
+    ex.forEach((x) => x.commit(plan, 1));
     return models;
   } finally {
     await Promise.all(ex.map((x) => x.close()));
