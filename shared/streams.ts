@@ -8,26 +8,29 @@
  * socket, from construction to close): it answers pulls by queueing the parts (the sender's `send()`
  * resolves then — once the whole message is queued), copies incoming parts into a buffer from `pool`
  * (lent when the head arrives: on the coordinator a pool with `maxLent` 1 makes gradients arrive one at
- * a time) and hands complete messages to `messages()`, in order per peer (heartbeats excepted: they are
- * passed on at once, so a worker waiting for its turn to upload still counts as alive). A stream that
+ * a time) and hands complete messages to `messages()`, in order per peer (./inbox.ts). A stream that
  * stalls for `streamTimeoutMs` is dropped with a warning; the coordinator drops everything in flight with
  * a lost worker (`forget`), a worker everything in flight when its connection to the coordinator drops.
- * The consumer of a message owns its streamed array: give it back to the pool when done.
+ * A stream that `admit` refuses gets no buffer and no pull. Warnings about what a peer sent are
+ * rate-limited per peer and kind. The consumer of a message owns its streamed array: give it back to
+ * the pool when done.
  */
 import type { BlobPool } from './pool.js';
+import { PeerInbox, type Slot } from './inbox.js';
 import { createLogger, type Logger } from './log.js';
 import {
   DEFAULT_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_STREAM_BYTES, ProtocolError, decodeIncoming, encodeControl,
   encodeMessage, streamView, type Control, type Message, type StreamInfo,
 } from './protocol.js';
+import { RateLimiter } from './ratelimit.js';
 import { TransportClosedError, type Envelope, type TransportOptions } from './transport_types.js';
 
 /** One of our streams, announced to `peer` and waiting for its pull. */
 interface OutStream { peer: string; parts: Buffer[][]; done: (err?: unknown) => void; at: number }
-/** A message as received from one peer: complete, or waiting for its stream. */
-interface Entry { msg: Message | null; stream: InStream | null }
 /** A peer's stream we receive: `buf` is null until the pool lends one (then we pull). */
-interface InStream { key: string; peer: string; info: StreamInfo; head: Message; entry: Entry; buf: ArrayBuffer | null; got: number; cancel: (() => void) | null; at: number }
+interface InStream { key: string; peer: string; info: StreamInfo; head: Message; slot: Slot; buf: ArrayBuffer | null; got: number; cancel: (() => void) | null; at: number }
+/** At most one warning per peer and kind this often. */
+const WARN_EVERY_MS = 5000;
 
 /**
  * Shared plumbing minus the socket: option handling, streams in and out, per-peer ordering, the inbox.
@@ -42,19 +45,16 @@ export abstract class StreamEndpoint {
   protected readonly chunks: boolean;
   private readonly streamBytes: number;
   private readonly streamTimeoutMs: number;
+  private readonly admit: TransportOptions['admit'];
+  private readonly warnings = new RateLimiter(WARN_EVERY_MS);
   protected closing = false;
-  private ended = false;
-  private receiving = false;
   private nextStream = 0;
   /** Streamed bytes received since the socket's reader last let the event loop turn. */
   protected sinceYield = 0;
   private readonly out = new Map<string, OutStream>();
   private readonly in = new Map<string, InStream>();
   private readonly dropped = new Set<string>();
-  /** Per peer, messages held back behind one still waiting for its stream. */
-  private readonly held = new Map<string, Entry[]>();
-  private readonly inbox: Envelope[] = [];
-  private wake: (() => void) | null = null;
+  private readonly inbox = new PeerInbox();
   protected readonly timer: NodeJS.Timeout;
 
   constructor(opts: TransportOptions) {
@@ -65,6 +65,7 @@ export abstract class StreamEndpoint {
     this.chunks = opts.chunks ?? false;
     this.streamBytes = opts.streamBytes ?? DEFAULT_STREAM_BYTES;
     this.streamTimeoutMs = opts.streamTimeoutMs ?? 60_000;
+    this.admit = opts.admit;
     this.timer = setInterval(() => this.expire(), Math.min(5000, Math.max(10, this.streamTimeoutMs / 4)));
     this.timer.unref();
   }
@@ -110,13 +111,19 @@ export abstract class StreamEndpoint {
 
   /** The socket is done: everything in flight is dropped, and `incoming()` ends once its inbox is empty. */
   protected end(): void {
-    this.ended = true;
     for (const s of [...this.in.values()]) this.abort(s, null);
     for (const [key, o] of this.out) {
       this.out.delete(key);
       o.done(new TransportClosedError());
     }
-    this.wake?.();
+    this.inbox.end();
+  }
+
+  /** A warning about what `peer` sent: at most one per peer and kind every WARN_EVERY_MS, with the count held back. */
+  protected warnPeer(peer: string, message: string, fields: Record<string, unknown>): void {
+    const who = peer || 'coordinator';
+    const { pass, suppressed } = this.warnings.hit(`${who}/${message}/${String(fields.code ?? '')}`, Date.now());
+    if (pass) this.log.warn(message, { peer: who, ...fields, ...(suppressed ? { suppressed } : {}) });
   }
 
   /** One received message from `peer` (its protocol frames). */
@@ -127,14 +134,12 @@ export abstract class StreamEndpoint {
     } catch (e) {
       const reason = e instanceof ProtocolError ? e.reason : String(e);
       const code = e instanceof ProtocolError ? e.code : 'internal';
-      this.log.warn('dropped invalid message', { peer: peer || 'coordinator', code, reason, frames: body.length });
+      this.warnPeer(peer, 'dropped invalid message', { code, reason, frames: body.length });
       if (e instanceof ProtocolError && e.stream !== undefined) this.control(peer, { type: 'drop', stream: e.stream, reason });
       return;
     }
     if (inc.kind === 'message') {
-      const q = this.held.get(peer);
-      if (q && inc.msg.type !== 'heartbeat') q.push({ msg: inc.msg, stream: null });
-      else this.deliver(peer, inc.msg);
+      this.inbox.put(peer, inc.msg);
     } else if (inc.kind === 'head') {
       this.onHead(peer, inc.msg, inc.stream);
     } else {
@@ -146,17 +151,19 @@ export abstract class StreamEndpoint {
     const key = `${peer}/${info.id}`;
     const old = this.in.get(key);
     if (old) { // a sender never reuses an id: it restarted, and the old stream will not come
-      this.log.warn('stream_dropped', { peer: peer || 'coordinator', stream: info.id, type: old.head.type, reason: 'the sender restarted' });
+      this.warnPeer(peer, 'stream_dropped', { stream: info.id, type: old.head.type, reason: 'the sender restarted' });
       this.abort(old, null);
     }
+    if (this.admit && !this.admit(peer, { type: head.type, field: info.field, bytes: info.bytes })) {
+      this.remember(key); // its parts, should they come anyway, are ignored quietly
+      this.warnPeer(peer, 'stream_refused', { stream: info.id, type: head.type, bytes: info.bytes });
+      this.control(peer, { type: 'drop', stream: info.id, reason: 'refused' });
+      return;
+    }
     this.dropped.delete(key); // a restarted sender counts its streams from 0 again
-    const entry: Entry = { msg: null, stream: null };
-    const s: InStream = { key, peer, info, head, entry, buf: null, got: 0, cancel: null, at: Date.now() };
-    entry.stream = s;
+    const s: InStream = { key, peer, info, head, slot: { msg: null }, buf: null, got: 0, cancel: null, at: Date.now() };
     this.in.set(key, s);
-    const q = this.held.get(peer) ?? [];
-    q.push(entry);
-    this.held.set(peer, q);
+    this.inbox.hold(peer, s.slot);
     const grant = (buf: ArrayBuffer): void => {
       if (this.in.get(key) !== s) { // dropped while waiting
         this.pool?.give(new Uint8Array(buf));
@@ -186,14 +193,14 @@ export abstract class StreamEndpoint {
         const s = this.in.get(key);
         if (!s || !s.buf) {
           if (this.dropped.has(key)) return; // the rest of a stream already dropped (and said so)
-          this.log.warn('dropped invalid message', { peer: peer || 'coordinator', code: 'stream', reason: `part of stream ${c.stream}, which is not being received` });
+          this.warnPeer(peer, 'dropped invalid message', { code: 'stream', reason: `part of stream ${c.stream}, which is not being received` });
           this.remember(key);
           return;
         }
         const bytes = c.data.reduce((n, d) => n + d.length, 0);
         if (c.offset !== s.got || s.got + bytes > s.info.bytes) {
           const reason = `part of stream ${c.stream} at ${c.offset} (+${bytes}), expected ${s.got} of ${s.info.bytes}`;
-          this.log.warn('dropped invalid message', { peer: peer || 'coordinator', code: 'stream', reason });
+          this.warnPeer(peer, 'dropped invalid message', { code: 'stream', reason });
           this.abort(s, reason);
           return;
         }
@@ -206,16 +213,15 @@ export abstract class StreamEndpoint {
         this.sinceYield += bytes;
         if (s.got < s.info.bytes) return;
         this.in.delete(key);
-        s.entry.msg = { ...s.head, [s.info.field]: streamView(s.info, s.buf) } as Message;
-        s.entry.stream = null;
-        this.flush(peer);
+        s.slot.msg = { ...s.head, [s.info.field]: streamView(s.info, s.buf) } as Message;
+        this.inbox.flush(peer);
         return;
       }
       case 'drop': { // the peer will not pull our stream
         const o = this.out.get(key);
         if (o) {
           this.out.delete(key);
-          this.log.warn('stream_dropped', { peer: peer || 'coordinator', stream: c.stream, reason: c.reason });
+          this.warnPeer(peer, 'stream_dropped', { stream: c.stream, reason: c.reason });
           o.done();
         }
         return;
@@ -235,35 +241,17 @@ export abstract class StreamEndpoint {
     s.cancel?.();
     if (s.buf) this.pool?.give(new Uint8Array(s.buf));
     s.buf = null;
-    const q = this.held.get(s.peer);
-    const i = q?.indexOf(s.entry) ?? -1;
-    if (q && i >= 0) q.splice(i, 1);
     if (reason !== null) {
-      this.log.warn('stream_dropped', { peer: s.peer || 'coordinator', stream: s.info.id, type: s.head.type, reason });
+      this.warnPeer(s.peer, 'stream_dropped', { stream: s.info.id, type: s.head.type, reason });
       this.control(s.peer, { type: 'drop', stream: s.info.id, reason });
     }
-    this.flush(s.peer);
+    this.inbox.remove(s.peer, s.slot);
   }
 
   /** Streams dropped lately: their late parts are ignored quietly. */
   private remember(key: string): void {
     if (this.dropped.size >= 1024) this.dropped.clear();
     this.dropped.add(key);
-  }
-
-  /** Hands over the peer's messages that are complete, up to the first still waiting for its stream. */
-  private flush(peer: string): void {
-    const q = this.held.get(peer);
-    if (!q) return;
-    while (q.length && q[0].msg) this.deliver(peer, q.shift()!.msg!);
-    if (!q.length) this.held.delete(peer);
-  }
-
-  private deliver(peer: string, msg: Message): void {
-    this.inbox.push({ peer, msg });
-    const w = this.wake;
-    this.wake = null;
-    w?.();
   }
 
   /**
@@ -276,7 +264,7 @@ export abstract class StreamEndpoint {
       this.abort(s, null);
       if (tell) this.control(peer, { type: 'drop', stream: s.info.id, reason: 'connection lost' });
     }
-    this.held.delete(peer);
+    this.inbox.dropPeer(peer);
     for (const [key, o] of this.out) {
       if (o.peer !== peer) continue;
       this.out.delete(key);
@@ -303,21 +291,7 @@ export abstract class StreamEndpoint {
   }
 
   /** Complete messages, in order per peer, until the socket closes. */
-  protected async *incoming(): AsyncGenerator<Envelope> {
-    if (this.receiving) throw new Error('messages() is already being iterated: use one loop per transport');
-    this.receiving = true;
-    try {
-      for (;;) {
-        const e = this.inbox.shift();
-        if (e) {
-          yield e;
-          continue;
-        }
-        if (this.ended) return;
-        await new Promise<void>((resolve) => (this.wake = resolve));
-      }
-    } finally {
-      this.receiving = false;
-    }
+  protected incoming(): AsyncGenerator<Envelope> {
+    return this.inbox.incoming();
   }
 }

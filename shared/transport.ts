@@ -14,7 +14,8 @@
  *
  * zeromq.js allows one `send` in flight per socket (else EBUSY), so sends go through a per-socket promise
  * queue and callers may fire them concurrently; `messages()` has one consumer at a time. Invalid
- * incoming messages are logged (warn, with peer and reason) and dropped, never thrown.
+ * incoming messages are logged (warn, with peer and reason, rate-limited per peer and kind) and dropped,
+ * never thrown. The coordinator's `admit` option decides whose streams it takes (./transport_types.ts).
  * `maxMessageBytes` bounds every frame through libzmq's ZMQ_MAXMSGSIZE (an oversized frame drops the
  * connection) and the whole message (stream included) in `decode`; send() refuses a message over it
  * with ProtocolError 'too-large' rather than have the peer drop it. Sends are zero-copy: an array handed
@@ -33,7 +34,7 @@ import {
 
 export {
   PeerBusyError, PeerGoneError, TransportClosedError,
-  type CoordinatorTransport, type Envelope, type TransportOptions, type WorkerTransport,
+  type CoordinatorTransport, type Envelope, type StreamAnnounce, type TransportOptions, type WorkerTransport,
 } from './transport_types.js';
 
 type Sock = Router | Dealer;
@@ -136,7 +137,7 @@ class ZmqCoordinator extends Endpoint<Router> implements CoordinatorTransport {
   protected split(frames: Buffer[]): { peer: string; body: Buffer[] } | null {
     const peer = frames[0].toString('hex');
     if (frames.length > 1) return { peer, body: frames.slice(1) };
-    this.log.warn('dropped invalid message', { peer, code: 'bad-frames', reason: 'no frames' });
+    this.warnPeer(peer, 'dropped invalid message', { code: 'bad-frames', reason: 'no frames' });
     return null;
   }
 

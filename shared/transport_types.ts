@@ -5,9 +5,11 @@
  */
 import type { BlobPool } from './pool.js';
 import type { Logger } from './log.js';
-import type { Message } from './protocol.js';
+import type { Message, MessageType } from './protocol.js';
 
 export interface Envelope { peer: string; msg: Message }
+/** What a stream's head announces: its message type, the streamed field and its size. */
+export interface StreamAnnounce { type: MessageType; field: string; bytes: number }
 export interface TransportOptions {
   chunkBytes?: number;
   maxMessageBytes?: number;
@@ -35,6 +37,12 @@ export interface TransportOptions {
    * while a peer's queue is full.
    */
   receiveHighWaterMark?: number;
+  /**
+   * Whether to take a stream `peer` announces. A refused stream gets no buffer and no pull (the peer is
+   * told `drop`), and its message is dropped. Default: every stream. The coordinator takes gradients of
+   * the model's size from ready workers only.
+   */
+  admit?: (peer: string, s: StreamAnnounce) => boolean;
 }
 export interface CoordinatorTransport {
   readonly endpoint: string;
