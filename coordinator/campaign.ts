@@ -4,7 +4,7 @@
  * then evaluated (best checkpoint, or the init weights), and finally one Table 1 over all of them and
  * Table 3 of one against another, in <runsDir>/report. A campaign resumes: a run with a summary and an
  * eval.json is not run again, one with checkpoints continues with --resume. Between runs the workers are
- * told 'stopped by campaign …', so workers started with --rejoin (Kubernetes) wait for the next
+ * told END 'stopped' ('stopped by campaign …'), so workers started with --rejoin (Kubernetes) wait for the next
  * coordinator; after the last evaluation they are told the campaign finished and exit 0. Campaign files
  * validate against configs/campaign.schema.json.
  */
@@ -117,14 +117,17 @@ export async function runCampaign(file: string, log: Logger, only?: string[]): P
     // except after the campaign's last evaluation
     const next = i === c.runs.length - 1 ? null : c.runs[i + 1].name;
     if (run.train && !trained(runDir)) {
-      const s = await start({ ...common, resume: hasCheckpoints(runDir), endReason: `stopped by campaign ${c.name}: evaluation of ${run.name} next` });
+      const s = await start({ ...common, resume: hasCheckpoints(runDir), endCode: 'stopped', endReason: `stopped by campaign ${c.name}: evaluation of ${run.name} next` });
       if (s.reason.startsWith('stopped by')) {
         // SIGTERM/SIGINT: the run checkpointed; `coordinator campaign` again resumes it
         log.warn('campaign_stopped', { event: 'campaign_stopped', campaign: c.name, run: run.name, reason: s.reason });
         return { reports: [], files: [], table1: '', table3: '', runsDir: c.runsDir, stopped: s.reason };
       }
     }
-    await evaluate({ ...common, checkpoint: run.train ? 'best' : 'init', endReason: next ? `stopped by campaign ${c.name}: run ${next} next` : `campaign ${c.name} finished` });
+    await evaluate({
+      ...common, checkpoint: run.train ? 'best' : 'init',
+      ...(next ? { endCode: 'stopped' as const, endReason: `stopped by campaign ${c.name}: run ${next} next` } : { endCode: 'finished' as const, endReason: `campaign ${c.name} finished` }),
+    });
     log.info('campaign_run', { event: 'campaign_run', campaign: c.name, run: run.name, index: i + 1, of: c.runs.length, phase: 'done' });
   }
   return report(c);

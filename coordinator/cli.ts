@@ -18,6 +18,12 @@ import { runCampaign } from './campaign.js';
 import { closeLogger, createLogger } from '../shared/log.js';
 import { dirname } from 'node:path';
 
+/** --local-workers: a whole number >= 0 (yargs turns 'abc' into NaN). */
+function localWorkers(n: number): number {
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--local-workers must be a whole number >= 0, got ${String(n)}`);
+  return n;
+}
+
 async function main(): Promise<number> {
   const usage = (msg: string): number => {
     process.stderr.write(`coordinator: ${msg}\nRun 'coordinator --help' for usage.\n`);
@@ -47,7 +53,7 @@ async function main(): Promise<number> {
       .option('bind', { type: 'string', describe: 'override workers.bind, e.g. tcp://127.0.0.1:0' })
       .option('resume', { type: 'boolean', default: false, describe: 'continue from the newest complete checkpoint of --run-dir' }),
     async (argv) => {
-      await guarded(() => start({ config: loadConfig(argv.config, argv.set.map(String)), runDir: argv['run-dir'], resume: argv.resume, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind }));
+      await guarded(() => start({ config: loadConfig(argv.config, argv.set.map(String)), runDir: argv['run-dir'], resume: argv.resume, localWorkers: localWorkers(argv['local-workers']), workerBackend: argv['worker-backend'], bind: argv.bind }));
     })
     .command('evaluate', 'IJB-B style 1:1 verification of a checkpoint at every resolution: <run-dir>/eval/', (y) => y
       .option('config', { type: 'string', demandOption: true, describe: 'JSON config (the run\'s; eval.* keys apply)' })
@@ -65,7 +71,7 @@ async function main(): Promise<number> {
     async (argv) => {
       await guarded(() => evaluate({
         config: loadConfig(argv.config, argv.set.map(String)), runDir: argv['run-dir'] ?? runDirOf(argv.checkpoint), checkpoint: argv.checkpoint, protocol: argv.protocol, allowMissing: argv['allow-missing'],
-        baseline: argv.baseline, model: argv.model, out: argv.out, localWorkers: argv['local-workers'], workerBackend: argv['worker-backend'], bind: argv.bind,
+        baseline: argv.baseline, model: argv.model, out: argv.out, localWorkers: localWorkers(argv['local-workers']), workerBackend: argv['worker-backend'], bind: argv.bind,
       }));
     })
     .command('report', 'Table 1 over several runs (rows), Table 3 of the first with a baseline, ROC plot', (y) => y

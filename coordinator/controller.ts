@@ -5,6 +5,8 @@
  * SGD → BN running statistics → weights version + 1. Every validation.everySteps steps: both splits,
  * plateau schedule on `plateau.monitor`, stall rule, best checkpoint by res24 loss. The decisions are
  * the pure modules (planner, reducer, bnstats, plateau, stall, sampler); this file wires them.
+ * A stop request (SIGTERM) ends the run after the current step; a step or validation that cannot go on
+ * (no worker left) or a second request abandons it: the state stays that of the last complete step.
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../shared/config/schema.js';
@@ -16,14 +18,18 @@ import { CheckpointStore } from './checkpoint.js';
 import type { Cluster } from './cluster.js';
 import { nextPicks, type SamplerState } from './data/sampler.js';
 import { VALIDATION_SPLITS, type DataSource, type Sample, type ValidationSplit } from './data/source.js';
-import { finiteItems, type Unit } from './dispatcher.js';
+import type { Unit } from './dispatcher.js';
 import { plateauStep } from './plateau.js';
 import { cutMicroBatches } from './planner.js';
-import { allFinite, GradientAccumulator } from './reducer.js';
+import { allFinite, gradientLength, GradientAccumulator } from './reducer.js';
+import { finiteItems, MalformedResultError } from './result_check.js';
 import { pickBest, stallStep } from './stall.js';
 import type { ModelRun } from './run_state.js';
 
 export type RunState = 'waiting' | 'training' | 'validating' | 'stalled' | 'evaluating' | 'done';
+
+/** A step or validation abandoned on a stop request. */
+const ABORTED = Symbol('aborted');
 
 export interface RunSummary {
   state: RunState;
@@ -39,6 +45,8 @@ export class Controller {
   private readonly trainMask: Uint8Array | undefined;
   private readonly acc: GradientAccumulator;
   private stopRequested: string | null = null;
+  /** The step of the newest checkpoint (or of the one resumed from): nothing new to save at that step. */
+  private lastSaved: number;
 
   constructor(
     private readonly config: Config,
@@ -50,15 +58,20 @@ export class Controller {
     private readonly log: Logger,
   ) {
     this.acc = new GradientAccumulator(spec.trainableCount);
+    this.lastSaved = run.t.step;
     if (config.training.finetune === 'classifier') {
       this.trainMask = new Uint8Array(spec.trainableCount);
       for (const p of spec.trainable) if (p.classifier) this.trainMask.fill(1, p.offset, p.offset + p.size);
     }
   }
 
-  /** Ask the run to stop after the current step (SIGTERM): it checkpoints and returns. */
+  /**
+   * Ask the run to stop after the current step (SIGTERM): it checkpoints and returns. A step with no
+   * worker left is abandoned at once; a second request abandons any step or validation in progress.
+   */
   requestStop(reason: string): void {
-    this.stopRequested = reason;
+    this.cluster.dispatcher.requestStop(this.stopRequested !== null);
+    this.stopRequested ??= reason;
   }
 
   setState(s: RunState): void {
@@ -70,18 +83,24 @@ export class Controller {
     const cfg = this.config;
     const r = this.run;
     this.setState('waiting');
-    await this.cluster.waitForWorkers(cfg.workers.minWorkers);
+    await this.cluster.waitForWorkers(cfg.workers.minWorkers, () => this.stopRequested !== null);
     let reason = 'maxSteps reached';
+    let save = true;
     while (cfg.training.maxSteps === null || r.t.step < cfg.training.maxSteps) {
       if (this.stopRequested) {
         reason = this.stopRequested;
         break;
       }
       this.setState('training');
-      await this.step();
+      if (await this.step() === ABORTED) continue; // stopping: the loop ends above
       if (r.t.step % cfg.validation.everySteps === 0) {
         this.setState('validating');
         const stalled = await this.validate();
+        if (stalled === ABORTED) { // that step's validation would be missing: resume before it, from the previous checkpoint
+          reason = this.stopRequested ?? 'stopped';
+          save = false;
+          break;
+        }
         if (stalled) {
           reason = stalled;
           this.setState('stalled');
@@ -90,13 +109,13 @@ export class Controller {
       }
       if (r.t.step % cfg.checkpoint.everySteps === 0) await this.checkpoint();
     }
-    await this.checkpoint();
+    if (save) await this.checkpoint();
     const final = this.state === 'stalled' ? 'stalled' : 'done';
     this.setState('done');
     return { state: final, step: r.t.step, lr: r.t.lr, bestStep: r.t.bestStep, reason, validations: r.t.history };
   }
 
-  private async step(): Promise<void> {
+  private async step(): Promise<typeof ABORTED | void> {
     const cfg = this.config;
     const r = this.run;
     const step = r.t.step + 1;
@@ -115,8 +134,15 @@ export class Controller {
     const bn: MicroBatchStats[] = [];
     const index = new Map(units.map((u) => [u.id, u.index]));
     const outcome = await this.cluster.dispatcher.run(step, 'train', units, r.snapshot(), (us, msg, peer) => {
-      if (msg.gradSum && !allFinite(msg.gradSum)) return us.map((u) => u.id);
       const good = finiteItems(msg, this.spec.bnStatCount);
+      // the dispatcher checked the shapes (./result_check.ts); checked again here, before anything is added
+      if (good.length && (!msg.gradSum || gradientLength(msg.gradSum) !== this.spec.trainableCount || good.some((g) => g.stats?.length !== this.spec.bnStatCount))) {
+        throw new MalformedResultError('gradient', 'gradient or BN statistics of the wrong size');
+      }
+      // finite by the worker's word: checked (a gradient, loss or BN statistic that is not is retried)
+      if ((msg.gradSum && !allFinite(msg.gradSum)) || (msg.bnStats && !allFinite(msg.bnStats)) || good.some((g) => !Number.isFinite(g.item.lossSum))) {
+        return us.map((u) => u.id);
+      }
       if (good.length && msg.gradSum) {
         acc.add(msg.gradSum, good.reduce((s, g) => s + g.item.count, 0), good.reduce((s, g) => s + g.item.lossSum, 0));
         for (const g of good) bn.push({ index: index.get(g.item.id)!, count: g.item.count, stats: Float32Array.from(g.stats!) });
@@ -125,6 +151,10 @@ export class Controller {
       if (bad.length) this.log.warn('nonfinite_gradient', { event: 'nonfinite_gradient', step, microBatches: bad, worker: this.cluster.members.get(peer)?.name });
       return bad;
     });
+    if (outcome.aborted) {
+      this.log.warn('step_abandoned', { event: 'step_abandoned', step, reason: this.stopRequested });
+      return ABORTED;
+    }
     r.t.sampler = sampler;
     r.t.step = step;
     this.prefetchAfter(step, sampler);
@@ -175,7 +205,7 @@ export class Controller {
   }
 
   /** Both splits; returns the stall reason when training should stop. */
-  private async validate(): Promise<string | null> {
+  private async validate(): Promise<string | null | typeof ABORTED> {
     const cfg = this.config;
     const r = this.run;
     const losses: Record<string, number> = {};
@@ -191,6 +221,10 @@ export class Controller {
         }
         return [];
       });
+      if (outcome.aborted) {
+        this.log.warn('validation_abandoned', { event: 'validation_abandoned', step: r.t.step, split, reason: this.stopRequested });
+        return ABORTED;
+      }
       if (!outcome.ok || count === 0) throw new Error(`validation on ${split} failed`);
       losses[split] = loss / count;
       this.log.info('validation', { event: 'validation', step: r.t.step, split, loss: loss / count, accuracy: correct / count, images: count });
@@ -214,13 +248,20 @@ export class Controller {
     return null;
   }
 
-  private lastSaved = -1;
-
   private async checkpoint(best = false): Promise<void> {
     if (!best && this.lastSaved === this.run.t.step) return;
-    this.lastSaved = this.run.t.step;
     const path = await this.store.save(this.run.toCheckpoint(), { best });
+    this.lastSaved = this.run.t.step;
     this.log.info('checkpoint_saved', { event: 'checkpoint_saved', step: this.run.t.step, path, best });
+  }
+
+  /** After a runtime failure: save the last complete step if it is new; a failure to do so is logged, not thrown. */
+  async checkpointAfterFailure(): Promise<void> {
+    try {
+      await this.checkpoint();
+    } catch (err) {
+      this.log.error('checkpoint_failed', { event: 'checkpoint_failed', step: this.run.t.step, error: (err as Error).message });
+    }
   }
 }
 

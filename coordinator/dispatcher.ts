@@ -6,14 +6,24 @@
  * outstanding units are queued again and go to the others within the same job; a unit the caller
  * rejects (non-finite gradient) is retried up to maxRetries times, then the job fails. A worker missing
  * the current weights gets them first (the coordinator owns the weights).
+ * Every RESULT and ERROR is checked against its request first (./result_check.ts): a bad one is counted
+ * against its sender (`offend`), dropped, and the units it answered are planned again. Every unit has a
+ * deadline from measured speed (./deadline.ts): a worker that misses it is reported stuck (`onStuck`,
+ * the caller drops it) and its units go elsewhere. After requestStop() a job with no ready worker left
+ * (or, for a hard stop, any job) is abandoned: the outcome says `aborted`.
  */
 import type { Logger } from '../shared/log.js';
-import type { ItemResult, Message, Mode } from '../shared/protocol.js';
+import type { Message, Mode } from '../shared/protocol.js';
 import type { BlobPool } from '../shared/pool.js';
 import type { AsyncQueue } from '../shared/queue.js';
+import { RateLimiter } from '../shared/ratelimit.js';
 import type { CoordinatorTransport } from '../shared/transport.js';
+import { UnitSpeed } from './deadline.js';
 import type { Membership, WorkerInfo } from './membership.js';
 import { assignByCapacity } from './planner.js';
+import { MalformedResultError, checkResult, type OffenceCode, type ResultShape } from './result_check.js';
+
+export { finiteItems } from './result_check.js';
 
 export type ResultMessage = Extract<Message, { type: 'result' }>;
 export type ErrorMessage = Extract<Message, { type: 'error' }>;
@@ -47,31 +57,64 @@ export interface DispatcherDeps {
   maxRetries: number;
   /** Most units one WORK request carries (default: unlimited): long jobs go out in waves. */
   unitsPerRequest?: number;
+  /** What a RESULT's blobs must measure (the model's). */
+  shape: ResultShape;
+  /** A unit is due within max(floorMs, factor × the median measured ms per unit of its mode). */
+  deadline: { floorMs: number; factor: number };
   /** Called when a send finds the peer gone. */
   onLost(w: WorkerInfo, reason: string): void;
+  /** A worker that missed a deadline: the caller drops it (its units are planned again on 'lost'). */
+  onStuck(w: WorkerInfo, detail: string): void;
+  /** A message from `peer` that breaks the protocol: the caller logs it and counts it against the peer. */
+  offend(peer: string, code: OffenceCode, detail: string): void;
   /** Where received gradients go back once added (reused receive buffers). */
   pool?: BlobPool;
 }
 
-/** The caller's verdict on a result: ids of units to retry (non-finite), [] when all is well. */
+/** The caller's verdict on a result: ids of units to retry (non-finite), [] when all is well. It may throw MalformedResultError. */
 export type Accept = (units: Unit[], msg: ResultMessage, peer: string) => string[];
 
 export interface JobOutcome {
   ok: boolean;
   /** The unit that failed more than maxRetries times. */
   failedUnit?: string;
+  /** Abandoned after requestStop(). */
+  aborted?: boolean;
   /** Seconds spent sending weights and work. */
   sendSeconds: number;
+}
+
+interface Request {
+  peer: string;
+  /** The worker as it was when asked: a worker lost and back (a new HELLO) is another one. */
+  worker: WorkerInfo;
+  units: Unit[];
+  job: number;
+  pending: Set<string>;
+  mode: Mode;
+  step: number;
+  /** When the request went out or last had an answer: its next unit is due a deadline after. */
+  since: number;
 }
 
 export class Dispatcher {
   private nextRequest = 1;
   /** Every request in flight, of any job (late results of an abandoned job still free their worker). */
-  private readonly inflight = new Map<number, { peer: string; units: Unit[]; job: number; pending: Set<string> }>();
+  private readonly inflight = new Map<number, Request>();
   private job = 0;
   private lastWaitLog = 0;
+  private stopping: 'soft' | 'hard' | null = null;
+  private readonly speed: UnitSpeed;
+  private readonly errorLines = new RateLimiter(5000);
 
-  constructor(private readonly d: DispatcherDeps) {}
+  constructor(private readonly d: DispatcherDeps) {
+    this.speed = new UnitSpeed(d.deadline.floorMs, d.deadline.factor);
+  }
+
+  /** Abandon jobs that cannot go on (no ready worker); `hard`: abandon any job now. */
+  requestStop(hard: boolean): void {
+    this.stopping = hard ? 'hard' : (this.stopping ?? 'soft');
+  }
 
   async run(step: number, mode: Mode, units: Unit[], weights: WeightsSnapshot, accept: Accept): Promise<JobOutcome> {
     const job = ++this.job;
@@ -80,41 +123,90 @@ export class Dispatcher {
     const mine = (): number => [...this.inflight.values()].filter((r) => r.job === job).length;
     let sendSeconds = 0;
     for (;;) {
+      const ready = this.d.members.readyWorkers().length;
+      if (this.stopping === 'hard' || (this.stopping && ready === 0)) return { ok: false, aborted: true, sendSeconds };
       if (queue.length) sendSeconds += await this.assign(job, step, mode, queue, weights);
       if (!queue.length && mine() === 0) return { ok: true, sendSeconds };
-      if (queue.length && mine() === 0 && this.d.members.readyWorkers().length === 0) this.logWaiting(queue.length);
+      if (queue.length && mine() === 0 && ready === 0) this.logWaiting(queue.length);
       const ev = await this.d.events.next(1000);
-      if (!ev) continue;
-      if (ev.kind === 'result') {
-        const r = this.settle(ev.msg.requestId, ev.peer, ev.msg.items.map((i) => i.id));
-        let bad: Set<string>;
-        try {
-          bad = new Set(r && r.job === job ? accept(r.units, ev.msg, ev.peer) : []);
-        } finally {
-          // added (or stale): the buffer is free, and the next worker's gradient can come in
-          if (!Array.isArray(ev.msg.gradSum)) this.d.pool?.give(ev.msg.gradSum);
-        }
-        if (!r || r.job !== job) continue;
-        for (const u of r.units.filter((x) => bad.has(x.id))) {
-          const n = (retries.get(u.id) ?? 0) + 1;
-          retries.set(u.id, n);
-          if (n > this.d.maxRetries) return { ok: false, failedUnit: u.id, sendSeconds };
-          queue.push(u);
-        }
-      } else if (ev.kind === 'error') {
-        const r = ev.msg.requestId === null ? undefined : this.settle(ev.msg.requestId, ev.peer, null);
-        const w = this.d.members.get(ev.peer);
-        if (w && /stale weights/.test(ev.msg.message)) w.weightsVersion = -1;
-        this.d.log.warn('worker_error', { event: 'worker_error', worker: w?.name, message: ev.msg.message });
-        if (r && r.job === job) queue.unshift(...r.units);
-      } else if (ev.kind === 'lost') {
+      if (ev?.kind === 'result') {
+        const failed = this.onResult(job, ev.peer, ev.msg, accept, queue, retries);
+        if (failed) return { ok: false, failedUnit: failed, sendSeconds };
+      } else if (ev?.kind === 'error') {
+        this.onError(job, ev.peer, ev.msg, queue);
+      } else if (ev?.kind === 'lost') {
         for (const [id, r] of this.inflight) {
-          if (r.peer !== ev.peer) continue;
+          if (r.peer !== ev.peer || r.worker.state === 'ready') continue; // asked after it came back
           this.inflight.delete(id);
           if (r.job === job) queue.unshift(...r.units.filter((u) => r.pending.has(u.id)));
         }
       }
+      // only once every answer that came in is counted: a busy coordinator is not a stuck worker
+      if (this.d.events.length === 0) this.checkDeadlines(Date.now());
       queue.sort((a, b) => a.index - b.index);
+    }
+  }
+
+  /** Checks and adds one result; returns the id of a unit that failed more than maxRetries times. */
+  private onResult(job: number, peer: string, msg: ResultMessage, accept: Accept, queue: Unit[], retries: Map<string, number>): string | undefined {
+    try {
+      const r = this.inflight.get(msg.requestId);
+      if (!r || r.peer !== peer) return void this.d.offend(peer, 'not-assigned', `result for request ${msg.requestId}, not given to it`);
+      const pending = new Map(r.units.filter((u) => r.pending.has(u.id)).map((u) => [u.id, u.count]));
+      const bad = checkResult(msg, { mode: r.mode, step: r.step, pending }, this.d.shape);
+      if (bad) {
+        this.d.offend(peer, bad.code, bad.detail);
+        const again = this.settle(msg.requestId, peer, bad.ids);
+        if (again?.job === job) queue.push(...again.units);
+        return undefined;
+      }
+      const now = Date.now();
+      this.speed.record(r.mode, (now - r.since) / msg.items.length);
+      r.since = now;
+      const s = this.settle(msg.requestId, peer, msg.items.map((i) => i.id))!;
+      if (s.job !== job) return undefined; // a late answer to an abandoned job: it only frees its worker
+      let verdict: string[];
+      try {
+        verdict = accept(s.units, msg, peer);
+      } catch (e) {
+        if (!(e instanceof MalformedResultError)) throw e;
+        this.d.offend(peer, e.code, e.message);
+        queue.push(...s.units);
+        return undefined;
+      }
+      const retry = new Set(verdict);
+      for (const u of s.units.filter((x) => retry.has(x.id))) {
+        const n = (retries.get(u.id) ?? 0) + 1;
+        retries.set(u.id, n);
+        if (n > this.d.maxRetries) return u.id;
+        queue.push(u);
+      }
+      return undefined;
+    } finally {
+      // added, stale or refused: the buffer is free, and the next worker's gradient can come in
+      if (!Array.isArray(msg.gradSum)) this.d.pool?.give(msg.gradSum);
+    }
+  }
+
+  private onError(job: number, peer: string, msg: ErrorMessage, queue: Unit[]): void {
+    const w = this.d.members.get(peer);
+    if (msg.requestId !== null) {
+      const r = this.inflight.get(msg.requestId);
+      if (!r || r.peer !== peer) return this.d.offend(peer, 'not-assigned', `error for request ${msg.requestId}, not given to it`);
+      const s = this.settle(msg.requestId, peer, null);
+      if (s?.job === job) queue.unshift(...s.units);
+    }
+    if (w && msg.code === 'stale-weights') w.weightsVersion = -1;
+    const { pass, suppressed } = this.errorLines.hit(`${peer}/${msg.code}`, Date.now());
+    if (pass) this.d.log.warn('worker_error', { event: 'worker_error', worker: w?.name, code: msg.code, message: msg.message, suppressed });
+  }
+
+  /** Workers whose next unit is overdue are reported stuck. */
+  private checkDeadlines(now: number): void {
+    for (const [id, r] of this.inflight) {
+      const limit = this.speed.deadline(r.mode);
+      if (now - r.since <= limit || r.worker.state !== 'ready') continue;
+      this.d.onStuck(r.worker, `request ${id} (${r.mode}, step ${r.step}): no answer for ${Math.round(now - r.since)} ms, deadline ${Math.round(limit)} ms`);
     }
   }
 
@@ -172,12 +264,14 @@ export class Dispatcher {
           at += x.labels.length;
         }
         const requestId = this.nextRequest++;
-        this.inflight.set(requestId, { peer, units, job, pending: new Set(units.map((u) => u.id)) });
+        const r: Request = { peer, worker: w, units, job, pending: new Set(units.map((u) => u.id)), mode, step, since: Date.now() };
+        this.inflight.set(requestId, r);
         w.busy = requestId;
         await this.d.transport.send(peer, {
           type: 'work', requestId, step, mode, weightsVersion: weights.version, imageSize: this.d.imageSize,
           items: units.map((u) => ({ id: u.id, count: u.count })), images, labels,
         });
+        r.since = Date.now();
       } catch (err) {
         for (const [id, r] of this.inflight) if (r.peer === peer) this.inflight.delete(id);
         queue.push(...units);
@@ -194,17 +288,4 @@ export class Dispatcher {
     this.lastWaitLog = now;
     this.d.log.warn('waiting_for_workers', { event: 'waiting_for_workers', pendingUnits: units });
   }
-}
-
-/** Items of a result that were finite, in order, with their slice of the concatenated BN statistics. */
-export function finiteItems(msg: ResultMessage, bnStatCount: number): { item: ItemResult; stats: Float32Array | null }[] {
-  const out: { item: ItemResult; stats: Float32Array | null }[] = [];
-  let k = 0;
-  for (const item of msg.items) {
-    if (!item.finite) continue;
-    const stats = msg.bnStats ? msg.bnStats.subarray(k * bnStatCount, (k + 1) * bnStatCount) : null;
-    k += 1;
-    out.push({ item, stats });
-  }
-  return out;
 }

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { runHash } from '../shared/config/load.js';
 import type { Config } from '../shared/config/schema.js';
+import type { EndCode } from '../shared/protocol.js';
 import { closeLogger, createLogger, type Logger } from '../shared/log.js';
 import { buildSpec, type ModelSpec } from '../shared/model/spec.js';
 import { CheckpointStore } from './checkpoint.js';
@@ -32,8 +33,9 @@ export interface EvaluateArgs {
   /** A run dir or an eval.json to show in brackets in Table 3. */
   baseline?: string;
   model?: string;
-  /** What END tells the workers (see StartArgs.endReason). Default 'evaluation finished'. */
+  /** What END tells the workers (see StartArgs.endReason). Default 'evaluation finished' (code 'finished'). */
   endReason?: string;
+  endCode?: EndCode;
   /** Output folder; default <run-dir>/eval. */
   out?: string;
   localWorkers: number;
@@ -84,6 +86,7 @@ export async function evaluate(a: EvaluateArgs): Promise<EvalReport> {
   const spec = buildSpec(a.config.model);
   let cluster: Cluster | null = null;
   let local: ReturnType<typeof spawnLocalWorkers> | null = null;
+  let failed = false;
   try {
     const baseline = a.baseline ? await readReport(evalJsonOf(a.baseline)) : undefined;
     const { state, name } = await weightsFor(a.config, spec, runDir, a.checkpoint ?? a.config.eval.checkpoint, log);
@@ -97,8 +100,11 @@ export async function evaluate(a: EvaluateArgs): Promise<EvalReport> {
       model: a.model ?? a.config.eval.model ?? basename(runDir), configHash: runHash(a.config), checkpoint: name, log,
       protocol: a.protocol, allowMissing: a.allowMissing, baseline, checked,
     });
+  } catch (err) {
+    failed = true;
+    throw err;
   } finally {
-    await cluster?.end(a.endReason ?? 'evaluation finished');
+    await cluster?.end(failed ? 'evaluation failed' : a.endReason ?? 'evaluation finished', failed ? 'failed' : a.endCode ?? 'finished');
     if (local) await local.exited;
     await closeLogger(log);
   }

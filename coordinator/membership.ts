@@ -1,10 +1,13 @@
 /**
- * Who is in the run, as an explicit state per worker (torchelastic style):
- *   joining (said HELLO, got WELCOME) → ready (said READY with the right model hash) → lost.
+ * Who is in the run, as an explicit state per worker (torchelastic style). Transitions:
+ *   (none) | joining | ready | lost --hello--> joining (said HELLO, got WELCOME)
+ *   joining --ready--> ready (said READY with the right model hash)
+ *   joining | ready --lose / expire--> lost (may say HELLO again)
+ *   any but evicted --evict--> evicted (broke the protocol: refused for the rest of the run)
  * Liveness: any message refreshes `lastSeen`; `expire(now)` drops those silent for longer than the
  * timeout. Pure bookkeeping: no sockets, the caller passes the clock.
  */
-export type WorkerState = 'joining' | 'ready' | 'lost';
+export type WorkerState = 'joining' | 'ready' | 'lost' | 'evicted';
 
 export interface WorkerInfo {
   peer: string;
@@ -21,13 +24,16 @@ export interface WorkerInfo {
   busy: number | null;
 }
 
+const isLive = (w: WorkerInfo): boolean => w.state === 'joining' || w.state === 'ready';
+
 export interface Hello { name: string; pid: number; host: string; backend: string; capacity: number }
 
 export class Membership {
   private readonly workers = new Map<string, WorkerInfo>();
 
-  /** A HELLO (new worker, or a known one starting over: its state resets). */
-  hello(peer: string, h: Hello, now: number): WorkerInfo {
+  /** A HELLO (new worker, or a known one starting over: its state resets); null for an evicted peer. */
+  hello(peer: string, h: Hello, now: number): WorkerInfo | null {
+    if (this.workers.get(peer)?.state === 'evicted') return null;
     const w: WorkerInfo = { peer, ...h, capacity: h.capacity > 0 ? h.capacity : 1, state: 'joining', lastSeen: now, weightsVersion: -1, busy: null };
     this.workers.set(peer, w);
     return w;
@@ -35,16 +41,16 @@ export class Membership {
 
   ready(peer: string, now: number): WorkerInfo | null {
     const w = this.workers.get(peer);
-    if (!w || w.state === 'lost') return null;
+    if (!w || w.state !== 'joining') return null;
     w.state = 'ready';
     w.lastSeen = now;
     return w;
   }
 
-  /** Refreshes liveness; false for unknown or lost peers. */
+  /** Refreshes liveness; false for unknown, lost or evicted peers. */
   seen(peer: string, now: number): boolean {
     const w = this.workers.get(peer);
-    if (!w || w.state === 'lost') return false;
+    if (!w || !isLive(w)) return false;
     w.lastSeen = now;
     return true;
   }
@@ -55,17 +61,27 @@ export class Membership {
 
   lose(peer: string): WorkerInfo | null {
     const w = this.workers.get(peer);
-    if (!w || w.state === 'lost') return null;
+    if (!w || !isLive(w)) return null;
     w.state = 'lost';
     w.busy = null;
     return w;
+  }
+
+  /** Refuses the peer for the rest of the run; returns the state it left (null: unknown or evicted already). */
+  evict(peer: string): WorkerState | null {
+    const w = this.workers.get(peer);
+    if (!w || w.state === 'evicted') return null;
+    const was = w.state;
+    w.state = 'evicted';
+    w.busy = null;
+    return was;
   }
 
   /** Workers silent for more than timeoutMs, now marked lost. */
   expire(now: number, timeoutMs: number): WorkerInfo[] {
     const lost: WorkerInfo[] = [];
     for (const w of this.workers.values()) {
-      if (w.state !== 'lost' && now - w.lastSeen > timeoutMs) {
+      if (isLive(w) && now - w.lastSeen > timeoutMs) {
         w.state = 'lost';
         w.busy = null;
         lost.push(w);
@@ -75,7 +91,7 @@ export class Membership {
   }
 
   live(): WorkerInfo[] {
-    return [...this.workers.values()].filter((w) => w.state !== 'lost');
+    return [...this.workers.values()].filter(isLive);
   }
 
   readyWorkers(): WorkerInfo[] {

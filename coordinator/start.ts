@@ -1,11 +1,14 @@
 /**
  * `coordinator start`: load the config, open (or resume) the run dir, bind the transport, optionally
  * spawn local workers, and run the controller to the end. Writes <run-dir>/log.jsonl, checkpoints and
- * summary.json. SIGTERM/SIGINT: finish the current step, checkpoint, tell the workers, exit 0.
+ * summary.json. SIGTERM/SIGINT: finish the current step (abandon it when no worker is left, or on a
+ * second signal), checkpoint, tell the workers END 'stopped', exit 0. A runtime failure is logged
+ * (`run_failed`), the last complete step checkpointed if it is new, the workers told END 'failed'.
  */
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../shared/config/schema.js';
+import type { EndCode } from '../shared/protocol.js';
 import { closeLogger, createLogger } from '../shared/log.js';
 import { buildSpec } from '../shared/model/spec.js';
 import { CheckpointStore } from './checkpoint.js';
@@ -32,11 +35,13 @@ export interface StartArgs {
   /** Called with the bound endpoint once the transport listens. */
   onListening?: (endpoint: string) => void;
   /**
-   * What END tells the workers when the run is over (default 'run finished': they exit 0). A campaign
-   * with more runs to come says 'stopped by campaign …', as a SIGTERM'd run says 'stopped by SIGTERM':
-   * workers started with --rejoin then wait for the next coordinator instead of exiting.
+   * What END tells the workers when the run is over (default 'finished', 'run finished': they exit 0). A
+   * campaign with more runs to come says 'stopped' ('stopped by campaign …'), as a SIGTERM'd run does
+   * ('stopped by SIGTERM'): workers started with --rejoin then wait for the next coordinator. A runtime
+   * failure always says 'failed'.
    */
   endReason?: string;
+  endCode?: EndCode;
 }
 
 export { UsageError };
@@ -102,6 +107,7 @@ export async function start(a: StartArgs): Promise<RunSummary> {
   const controller = new Controller(a.config, spec, run, cluster, data, store, log);
   let signalled = false;
   let endReason = a.endReason ?? 'run finished';
+  let endCode: EndCode = a.endCode ?? 'finished';
   const onSignal = (sig: string) => {
     signalled = true;
     log.warn('signal', { event: 'signal', signal: sig });
@@ -111,7 +117,10 @@ export async function start(a: StartArgs): Promise<RunSummary> {
   process.on('SIGINT', onSignal);
   try {
     const summary: RunSummary & { evaluation?: string } = await controller.runUntilDone();
-    if (signalled) endReason = summary.reason; // 'stopped by SIGTERM': --rejoin workers wait for the resumed run
+    if (signalled) { // --rejoin workers wait for the resumed run
+      endReason = summary.reason;
+      endCode = 'stopped';
+    }
     if (shouldEvaluate(a.config.eval, summary.state, signalled)) {
       // the paper's trigger: validation stalled on both splits → IJB-B on the same workers, best weights
       controller.setState('evaluating');
@@ -128,10 +137,16 @@ export async function start(a: StartArgs): Promise<RunSummary> {
     writeFileSync(join(runDir, 'summary.json'), `${JSON.stringify({ runId: run.runId, ...summary }, null, 2)}\n`);
     log.info('run_finished', { event: 'run_finished', ...summary, validations: summary.validations.length });
     return summary;
+  } catch (err) {
+    log.error('run_failed', { event: 'run_failed', step: run.t.step, error: (err as Error).stack ?? String(err) });
+    await controller.checkpointAfterFailure();
+    endReason = `failed: ${(err as Error).message}`;
+    endCode = 'failed';
+    throw err;
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    await cluster.end(endReason);
+    await cluster.end(endReason, endCode);
     if (local) await local.exited;
     await data.close?.();
     await closeLogger(log);

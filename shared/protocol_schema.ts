@@ -4,7 +4,7 @@
  * encode and decode share (header schema, a work message's shape).
  */
 import { Ajv, type ValidateFunction } from 'ajv';
-import { PROTOCOL_VERSION, ProtocolError, type ControlType, type DType, type MessageType, type WorkItem } from './protocol_types.js';
+import { END_CODES, ERROR_CODES, PROTOCOL_VERSION, ProtocolError, type ControlType, type DType, type MessageType, type WorkItem } from './protocol_types.js';
 
 interface BlobSpec { field: string; dtype: DType; nullable: boolean; streamable: boolean }
 export interface BlobHeader { field: string; dtype: DType; bytes: number; frames: number; stream?: number }
@@ -35,8 +35,8 @@ const FIELDS: Record<MessageType, Record<string, object>> = {
     items: { type: 'array', items: obj({ id: str, count: nat }) } },
   result: { requestId: nat, step: int, mode, items: { type: 'array', items: obj({ id: str, count: nat,
     lossSum: { anyOf: [{ type: 'number' }, { enum: NON_FINITE }] }, correct: nat, finite: { type: 'boolean' } }) } },
-  heartbeat: {}, bye: { reason: str }, end: { reason: str },
-  error: { requestId: { anyOf: [nat, { type: 'null' }] }, message: str },
+  heartbeat: {}, bye: { reason: str }, end: { code: { enum: [...END_CODES] }, reason: str },
+  error: { requestId: { anyOf: [nat, { type: 'null' }] }, code: { enum: [...ERROR_CODES] }, message: str },
 };
 
 function blobSchema(b: BlobSpec): object {

@@ -4,7 +4,7 @@
  */
 import type { BlobPool } from './pool.js';
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Streamable blobs (weights, gradients) of at least this many bytes travel as a pulled stream. */
 export const DEFAULT_STREAM_BYTES = 64 * 1024;
@@ -16,6 +16,18 @@ export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024;
 export type Mode = 'train' | 'validate' | 'features';
 export interface WorkItem { id: string; count: number }
 export interface ItemResult { id: string; count: number; lossSum: number; correct: number; finite: boolean }
+/**
+ * Why an END: 'finished' (the run is over), 'stopped' (signal or campaign: a coordinator will resume),
+ * 'failed' (a runtime failure: a coordinator may resume), 'evicted' (this worker broke the protocol).
+ */
+export const END_CODES = ['finished', 'stopped', 'failed', 'evicted'] as const;
+export type EndCode = (typeof END_CODES)[number];
+/**
+ * What an ERROR is about: 'unknown-worker' (coordinator: say HELLO), 'not-welcomed' (worker: WORK before
+ * WELCOME), 'stale-weights' (worker: WORK for weights it does not hold), 'fatal' (worker: it stops).
+ */
+export const ERROR_CODES = ['unknown-worker', 'not-welcomed', 'stale-weights', 'fatal'] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
 export type Message =
   | { type: 'hello'; name: string; pid: number; host: string; backend: string; capacity: number }
   | { type: 'welcome'; runId: string; config: unknown; modelHash: string }
@@ -29,8 +41,8 @@ export type Message =
       gradSum: Float32Array | Float32Array[] | null; bnStats: Float32Array | null; features: Float32Array | null }
   | { type: 'heartbeat' }
   | { type: 'bye'; reason: string }
-  | { type: 'end'; reason: string }
-  | { type: 'error'; requestId: number | null; message: string };
+  | { type: 'end'; code: EndCode; reason: string }
+  | { type: 'error'; requestId: number | null; code: ErrorCode; message: string };
 export type MessageType = Message['type'];
 
 /** Transport control messages (see the header): never handed to the application. */

@@ -13,6 +13,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { closeLogger, createLogger } from '../shared/log.js';
 import { BACKENDS, BackendUnavailableError, selectBackend, type BackendRequest } from './backend.js';
+import { endpointProblem } from './lifecycle.js';
 import { LIFECYCLE_DEFAULTS, runWorker } from './run.js';
 
 /** SIGTERM (Kubernetes eviction, preemption) and SIGINT abort the returned signal; a second one exits at once. */
@@ -59,6 +60,9 @@ async function main(): Promise<number> {
     .option('check-backend', { type: 'boolean', default: false, describe: 'load the backend, print what was chosen as JSON, exit' })
     .check((a) => {
       if (!a.checkBackend && !a.coordinator) throw new Error('--coordinator is required (or --check-backend)');
+      const bad = a.coordinator === undefined ? null : endpointProblem(String(a.coordinator));
+      if (bad) throw new Error(bad);
+      if (!(Number.isFinite(a.capacity) && a.capacity > 0)) throw new Error(`--capacity must be a number > 0, got ${String(a.capacity)}`);
       for (const k of ['give-up-after', 'stop-timeout'] as const) {
         if (!(Number(a[k]) >= 0)) throw new Error(`--${k} must be a number of seconds >= 0, got ${String(a[k])}`);
       }

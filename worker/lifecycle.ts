@@ -23,10 +23,18 @@ export const LIFECYCLE_DEFAULTS = {
   giveUpMs: 600_000,
   /** From the stop signal on, the goodbye may take this long; then the worker returns 0 anyway. */
   stopTimeoutMs: 25_000,
-  /** An END saying the coordinator was stopped ("stopped by …") is not the end: wait for the next one. */
+  /** An END with code 'stopped' or 'failed' is not the end: wait for the next coordinator. */
   rejoin: false,
   /** First HELLO retry after this long, doubling up to helloMaxMs. */
   helloRetryMs: 2000,
   helloMaxMs: 60_000,
 };
 export type Lifecycle = typeof LIFECYCLE_DEFAULTS;
+
+/** Why `endpoint` is not one a worker can dial (tcp://HOST:PORT or ipc://PATH), or null when it is. */
+export function endpointProblem(endpoint: string): string | null {
+  const ipc = /^ipc:\/\/\S+$/.test(endpoint);
+  const tcp = /^tcp:\/\/(?:\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(endpoint);
+  if (ipc || (tcp && Number(tcp[1]) >= 1 && Number(tcp[1]) <= 65535)) return null;
+  return `--coordinator must be tcp://HOST:PORT or ipc://PATH, got '${endpoint}'`;
+}

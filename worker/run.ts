@@ -11,8 +11,8 @@
  *   one that reached a coordinator which then died. A coordinator that does not know us (it restarted)
  *   answers our heartbeats with an error: HELLO again, at most once per helloRetryMs.
  * - giveUpMs without a word from any coordinator (compute not counted): return 1 (0: never).
- * - END: return 0; with `rejoin`, an END saying the coordinator was stopped ("stopped by SIGTERM": it
- *   will resume) is not the end: wait for the next one.
+ * - END: return 0 ('finished', 'stopped') or 1 ('failed', 'evicted'); with `rejoin`, an END with code
+ *   'stopped' or 'failed' (a coordinator will resume) is not the end: wait for the next one.
  * - `signal` aborted (SIGTERM): finish the micro-batch in hand, hand back the rest of the request, say
  *   BYE (the coordinator plans unanswered micro-batches again, as for a lost worker), return 0 — after
  *   stopTimeoutMs at the latest.
@@ -86,7 +86,7 @@ export async function runWorker(args: WorkerRunArgs): Promise<number> {
         // e.g. OutOfMemoryError: tell the coordinator (it plans the work again elsewhere) and stop
         log.error('worker_failed', { event: 'worker_failed', error: (err as Error).message });
         const requestId = msg.type === 'work' ? msg.requestId : null;
-        await t.send({ type: 'error', requestId, message: `fatal: ${(err as Error).message}` }).catch(() => undefined);
+        await t.send({ type: 'error', requestId, code: 'fatal', message: `fatal: ${(err as Error).message}` }).catch(() => undefined);
         await t.send({ type: 'bye', reason: (err as Error).message }).catch(() => undefined);
         return 1;
       }

@@ -2,7 +2,8 @@
  * One worker's conversation with the coordinator, message by message (the loop around it is runWorker in
  * ./run.ts): HELLO and its retries until a WELCOME, the model built from the WELCOME's config, the
  * latest WEIGHTS held, each WORK computed micro-batch by micro-batch with one RESULT each, heartbeats,
- * and what an ERROR or END means.
+ * and what an ERROR or END means (by its code: END 'finished' exits 0, 'stopped' 0 and 'failed' 1, or
+ * with --rejoin both wait for the next coordinator; 'evicted' exits 1).
  */
 import { hostname } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
@@ -10,13 +11,10 @@ import type { BlobPool } from '../shared/pool.js';
 import { resolveConfig, type Config } from '../shared/config/schema.js';
 import { hashOf } from '../shared/config/load.js';
 import { buildSpec, type ModelSpec } from '../shared/model/spec.js';
-import type { Message } from '../shared/protocol.js';
+import type { ErrorCode, Message } from '../shared/protocol.js';
 import type { WorkerTransport } from '../shared/transport.js';
 import type { Lifecycle, WorkerRunArgs } from './lifecycle.js';
 import { Trainer } from './trainer.js';
-
-/** END reasons that mean "the coordinator was stopped and will resume", not "the run is over". */
-const STOPPED_REASON = /^stopped by /;
 
 /** What the coordinator and the worker compare to be sure they build the same network. */
 export function modelHash(config: Config): string {
@@ -136,8 +134,8 @@ export class WorkerSession {
         await this.work(msg);
         return null;
       case 'error':
-        log.warn('coordinator_error', { event: 'coordinator_error', message: msg.message });
-        if (!/unknown worker/.test(msg.message)) return null;
+        log.warn('coordinator_error', { event: 'coordinator_error', code: msg.code, message: msg.message });
+        if (msg.code !== 'unknown-worker') return null;
         // the coordinator does not know us (it restarted): introduce ourselves again. Every heartbeat
         // queued meanwhile gets this answer: one HELLO per helloRetryMs is enough.
         if (!this.joining) log.info('rejoining', { event: 'rejoining', reason: msg.message });
@@ -145,13 +143,17 @@ export class WorkerSession {
         else if (Date.now() - this.lastHello >= this.o.helloRetryMs) this.hello();
         return null;
       case 'end':
-        if (this.o.rejoin && STOPPED_REASON.test(msg.reason)) {
-          log.info('coordinator_stopped', { event: 'coordinator_stopped', reason: msg.reason });
+        if (msg.code === 'evicted') {
+          log.error('evicted', { event: 'evicted', reason: msg.reason });
+          return 1;
+        }
+        if (this.o.rejoin && (msg.code === 'stopped' || msg.code === 'failed')) { // a coordinator will resume
+          log.info('coordinator_stopped', { event: 'coordinator_stopped', code: msg.code, reason: msg.reason });
           this.join(Date.now());
           return null;
         }
-        log.info('end', { event: 'end', reason: msg.reason });
-        return 0;
+        log.info('end', { event: 'end', code: msg.code, reason: msg.reason });
+        return msg.code === 'failed' ? 1 : 0;
       default:
         return null;
     }
@@ -159,10 +161,10 @@ export class WorkerSession {
 
   private async work(msg: Extract<Message, { type: 'work' }>): Promise<void> {
     const { trainer, spec } = this;
-    const fail = (message: string) => this.t.send({ type: 'error', requestId: msg.requestId, message });
-    if (!trainer || !spec) return void (await fail('unknown worker: not welcomed yet'));
+    const fail = (code: ErrorCode, message: string) => this.t.send({ type: 'error', requestId: msg.requestId, code, message });
+    if (!trainer || !spec) return void (await fail('not-welcomed', 'unknown worker: not welcomed yet'));
     if (msg.weightsVersion !== this.weightsVersion) {
-      return void (await fail(`stale weights: have version ${this.weightsVersion}, work needs ${msg.weightsVersion}`));
+      return void (await fail('stale-weights', `stale weights: have version ${this.weightsVersion}, work needs ${msg.weightsVersion}`));
     }
     const px = msg.imageSize * msg.imageSize * 3;
     let at = 0;

@@ -27,7 +27,7 @@ export interface Config {
   checkpoint: { everySteps: number; keepLast: number };
   workers: {
     bind: string; minWorkers: number; heartbeatMs: number; timeoutMs: number; chunkBytes: number; maxMessageBytes: number;
-    unitsPerRequest: number;
+    unitsPerRequest: number; deadlineFloorMs: number; deadlineFactor: number; evictAfter: number;
   };
   data: {
     source: 'folder' | 'synthetic'; root: string | null; trainList: string | null; identityMeta: string | null;

@@ -152,13 +152,13 @@ test('a HELLO lost with a dying coordinator is sent again; with --rejoin, "stopp
   [c, it] = await bind();
   let { peer } = await expect(it, 'hello');
   await welcome(c, it, peer);
-  await c.send(peer, { type: 'end', reason: 'stopped by SIGTERM' });
+  await c.send(peer, { type: 'end', code: 'stopped', reason: 'stopped by SIGTERM' });
   await c.close();
   // coordinator 3 (the resumed one): the worker is still there and joins again; now the run ends
   [c, it] = await bind();
   ({ peer } = await expect(it, 'hello'));
   await welcome(c, it, peer);
-  await c.send(peer, { type: 'end', reason: 'run finished' });
+  await c.send(peer, { type: 'end', code: 'finished', reason: 'run finished' });
   await c.close();
   const { code, stderr } = await worker.done;
   assert.equal(code, 0, stderr);

@@ -40,9 +40,9 @@ const SAMPLES: Message[] = [
   { type: 'result', requestId: 8, step: 12, mode: 'features', items: [], gradSum: null, bnStats: null, features: f32(512) },
   { type: 'heartbeat' },
   { type: 'bye', reason: 'SIGTERM' },
-  { type: 'end', reason: 'done' },
-  { type: 'error', requestId: null, message: 'out of memory' },
-  { type: 'error', requestId: 9, message: 'bad batch' },
+  { type: 'end', code: 'finished', reason: 'done' },
+  { type: 'error', requestId: null, code: 'fatal', message: 'out of memory' },
+  { type: 'error', requestId: 9, code: 'stale-weights', message: 'bad batch' },
 ];
 
 /** Frames as a receiver would see them: fresh copies, optionally at an odd byte offset. */

@@ -78,7 +78,7 @@ test('hello → welcome → 20 MB weights → result, and concurrent sends', asy
   assert.deepStrictEqual((await next(cin, 'result')).msg, result);
 
   // callers may fire sends concurrently: the per-socket queue keeps zeromq from answering EBUSY
-  const sends = Array.from({ length: 40 }, (_, i): Message => (i === 20 ? weights : { type: 'error', requestId: i, message: `m${i}` }));
+  const sends = Array.from({ length: 40 }, (_, i): Message => (i === 20 ? weights : { type: 'error', requestId: i, code: 'fatal', message: `m${i}` }));
   await Promise.all(sends.map((m) => coord.send(peer, m)));
   for (const m of sends) assert.deepStrictEqual(await next(win, 'burst'), m);
   await Promise.all([worker.send({ type: 'heartbeat' }), worker.send({ type: 'bye', reason: 'x' })]);
@@ -140,8 +140,8 @@ test('malformed messages are logged and dropped; a good worker is still served',
   const first = await within(pending, 5000, 'good hello');
   assert.ok(!first.done);
   assert.deepStrictEqual(first.value.msg, hello('good'));
-  await coord.send(first.value.peer, { type: 'end', reason: 'bye' });
-  assert.deepStrictEqual(await next(iter(good.messages())), { type: 'end', reason: 'bye' });
+  await coord.send(first.value.peer, { type: 'end', code: 'finished', reason: 'bye' });
+  assert.deepStrictEqual(await next(iter(good.messages())), { type: 'end', code: 'finished', reason: 'bye' });
   raw.close();
   await Promise.all([coord.close(), good.close()]);
 });
