@@ -18,6 +18,8 @@ import { modelHash } from '../worker/run.js';
 import { Dispatcher, type DispatchEvent } from './dispatcher.js';
 import { Membership, type WorkerInfo } from './membership.js';
 import { OffenceBook } from './offences.js';
+import { PeerSync } from './peer_sync.js';
+import type { ModelRun } from './run_state.js';
 import type { OffenceCode, ResultShape } from './result_check.js';
 
 export class Cluster {
@@ -29,6 +31,8 @@ export class Cluster {
   private readonly hash: string;
   private readonly shape: ResultShape;
   private readonly offences: OffenceBook;
+  /** The peer exchange's control side, when training.exchange is "peer" (attachPeer). */
+  private peer: PeerSync | null = null;
 
   private constructor(readonly transport: CoordinatorTransport, private readonly pool: BlobPool, private readonly config: Config, private readonly runId: string, private readonly log: Logger) {
     this.hash = modelHash(config);
@@ -64,17 +68,28 @@ export class Cluster {
     return c;
   }
 
+  /** Switches this cluster to the peer exchange of `run`: workers hold the weights, the dispatcher asks `PeerSync` for them. */
+  attachPeer(run: ModelRun): PeerSync {
+    const peer = new PeerSync({ transport: this.transport, members: this.members, config: this.config, run, pool: this.pool, log: this.log });
+    this.peer = peer;
+    this.dispatcher.usePeerExchange((w, snap) => peer.prepare(w, snap));
+    return peer;
+  }
+
   get endpoint(): string {
     return this.transport.endpoint;
   }
 
   /** The only stream a coordinator takes: a ready worker's gradient of the model's size. */
   admits(peer: string, s: StreamAnnounce): boolean {
-    return this.members.get(peer)?.state === 'ready' && s.type === 'result' && s.field === 'gradSum' && s.bytes === this.shape.gradient * 4;
+    if (this.members.get(peer)?.state !== 'ready') return false;
+    if (s.type === 'state') return this.peer?.admits(peer, s.field, s.bytes) ?? false;
+    return s.type === 'result' && s.field === 'gradSum' && s.bytes === this.shape.gradient * 4;
   }
 
   private lost(w: WorkerInfo, reason: string): void {
     if (!this.members.lose(w.peer)) return;
+    this.peer?.lost(w.peer);
     this.transport.forget(w.peer);
     this.log.warn('worker_lost', { event: 'worker_lost', worker: w.name, reason });
     this.events.push({ kind: 'lost', peer: w.peer });
@@ -103,6 +118,7 @@ export class Cluster {
     this.log.error('worker_evicted', { event: 'worker_evicted', worker: w.name, reason, offences });
     this.transport.forget(w.peer);
     this.transport.send(w.peer, { type: 'end', code: 'evicted', reason: `evicted after ${offences} protocol offences (last: ${reason})` }).catch(() => undefined);
+    this.peer?.lost(w.peer);
     if (was === 'joining' || was === 'ready') this.events.push({ kind: 'lost', peer: w.peer });
   }
 
@@ -111,6 +127,7 @@ export class Cluster {
     for (const w of this.members.expire(now, this.config.workers.timeoutMs)) {
       this.transport.forget(w.peer);
       this.log.warn('worker_lost', { event: 'worker_lost', worker: w.name, reason: `no message for ${this.config.workers.timeoutMs} ms` });
+      this.peer?.lost(w.peer);
       this.events.push({ kind: 'lost', peer: w.peer });
     }
     for (const w of this.members.live()) {
@@ -149,13 +166,27 @@ export class Cluster {
           this.log.error('worker_rejected', { event: 'worker_rejected', peer, reason: 'model hash mismatch' });
           return;
         }
-        const r = this.members.ready(peer, now);
+        const data = msg.dataId !== null && msg.dataEndpoint !== null ? { id: msg.dataId, endpoint: msg.dataEndpoint } : null;
+        if (this.peer && !data) {
+          this.log.error('worker_rejected', { event: 'worker_rejected', peer, reason: 'no data-plane endpoint (training.exchange is "peer")' });
+          return;
+        }
+        const r = this.members.ready(peer, now, data);
         if (r) {
           this.log.info('worker_joined', { event: 'worker_joined', worker: r.name, pid: r.pid, host: r.host, backend: r.backend, capacity: r.capacity });
           this.events.push({ kind: 'ready', peer });
         }
         return;
       }
+      case 'reduced':
+      case 'state_ready':
+      case 'state':
+        if (w?.state !== 'ready' || !this.peer?.deliver(peer, msg)) {
+          if (msg.type === 'state') this.pool.give(msg.state);
+          return this.offend(peer, 'unexpected-type', `an unasked '${msg.type}'`);
+        }
+        this.members.seen(peer, now);
+        return;
       case 'bye':
         if (w) this.lost(w, `bye: ${msg.reason}`);
         return;
@@ -172,6 +203,7 @@ export class Cluster {
           if (msg.type === 'result') this.release(msg);
           return this.offend(peer, 'not-ready', `${msg.type} before READY`);
         }
+        if (msg.type === 'error' && this.peer?.deliver(peer, msg)) return; // about a fetch or a reduce
         this.events.push(msg.type === 'result' ? { kind: 'result', peer, msg } : { kind: 'error', peer, msg });
         return;
       default:

@@ -25,6 +25,8 @@ import { allFinite, gradientLength, GradientAccumulator } from './reducer.js';
 import { finiteItems, MalformedResultError } from './result_check.js';
 import { pickBest, stallStep } from './stall.js';
 import type { ModelRun } from './run_state.js';
+import type { PeerSync } from './peer_sync.js';
+import { runPeerStep } from './peer_step.js';
 
 export type RunState = 'waiting' | 'training' | 'validating' | 'stalled' | 'evaluating' | 'done';
 
@@ -47,6 +49,8 @@ export class Controller {
   private stopRequested: string | null = null;
   /** The step of the newest checkpoint (or of the one resumed from): nothing new to save at that step. */
   private lastSaved: number;
+  /** training.exchange "peer": the workers hold the weights and reduce among themselves. */
+  private readonly peer: PeerSync | null;
 
   constructor(
     private readonly config: Config,
@@ -59,6 +63,7 @@ export class Controller {
   ) {
     this.acc = new GradientAccumulator(spec.trainableCount);
     this.lastSaved = run.t.step;
+    this.peer = config.training.exchange === 'peer' ? cluster.attachPeer(run) : null;
     if (config.training.finetune === 'classifier') {
       this.trainMask = new Uint8Array(spec.trainableCount);
       for (const p of spec.trainable) if (p.classifier) this.trainMask.fill(1, p.offset, p.offset + p.size);
@@ -129,6 +134,7 @@ export class Controller {
       }),
     }));
     this.prefetchAfter(step - 1, r.t.sampler); // no-op when already asked for; starts the pipeline on step 1
+    if (this.peer) return this.peerStep(step, units, sampler, t0);
     const acc = this.acc;
     acc.reset();
     const bn: MicroBatchStats[] = [];
@@ -172,6 +178,33 @@ export class Controller {
     this.log.info('step', {
       event: 'step', step, maxSteps: cfg.training.maxSteps ?? undefined, loss: acc.meanLoss(), lr: r.t.lr, samples: acc.count, imagesPerSec: acc.count / seconds,
       workers: this.cluster.members.readyWorkers().length, stepSeconds: seconds, commSeconds: outcome.sendSeconds, epoch: sampler.epoch,
+    });
+  }
+
+  private async peerStep(step: number, units: Unit[], sampler: SamplerState, t0: number): Promise<typeof ABORTED | void> {
+    const cfg = this.config;
+    const r = this.run;
+    const res = await runPeerStep({
+      config: cfg, spec: this.spec, run: r, dispatcher: this.cluster.dispatcher, peer: this.peer!, log: this.log,
+      nameOf: (peer) => this.cluster.members.get(peer)?.name,
+    }, step, units);
+    if (res.aborted) {
+      this.log.warn('step_abandoned', { event: 'step_abandoned', step, reason: this.stopRequested });
+      return ABORTED;
+    }
+    r.t.sampler = sampler;
+    r.t.step = step;
+    this.prefetchAfter(step, sampler);
+    const seconds = (performance.now() - t0) / 1000;
+    if (!res.ok) {
+      this.log.warn('step_skipped', { event: 'step_skipped', step, microBatch: res.failedUnit, reason: 'gradient not finite after retries' });
+      return;
+    }
+    r.bumpVersion();
+    this.log.info('step', {
+      event: 'step', step, maxSteps: cfg.training.maxSteps ?? undefined, loss: res.lossSum / res.count, lr: r.t.lr, samples: res.count,
+      imagesPerSec: res.count / seconds, workers: this.cluster.members.readyWorkers().length, stepSeconds: seconds, commSeconds: res.sendSeconds,
+      reduceSeconds: res.reduceSeconds, reduceAttempts: res.attempts, epoch: sampler.epoch,
     });
   }
 
@@ -250,6 +283,7 @@ export class Controller {
 
   private async checkpoint(best = false): Promise<void> {
     if (!best && this.lastSaved === this.run.t.step) return;
+    await this.peer?.pull(this.run.version); // the workers hold the weights: the coordinator's copy catches up
     const path = await this.store.save(this.run.toCheckpoint(), { best });
     this.lastSaved = this.run.t.step;
     this.log.info('checkpoint_saved', { event: 'checkpoint_saved', step: this.run.t.step, path, best });

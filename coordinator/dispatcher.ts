@@ -69,6 +69,13 @@ export interface DispatcherDeps {
   offend(peer: string, code: OffenceCode, detail: string): void;
   /** Where received gradients go back once added (reused receive buffers). */
   pool?: BlobPool;
+  /**
+   * Brings a worker to `weights.version` before its work (the peer exchange: from a peer, see
+   * ./peer_sync.ts); sets its weightsVersion. Default: send the snapshot as WEIGHTS.
+   */
+  prepare?(w: WorkerInfo, weights: WeightsSnapshot): Promise<void>;
+  /** Training keeps gradients on the workers (the peer exchange): WORK says keep, a RESULT carries none. */
+  keepGradients?: boolean;
 }
 
 /** The caller's verdict on a result: ids of units to retry (non-finite), [] when all is well. It may throw MalformedResultError. */
@@ -109,6 +116,12 @@ export class Dispatcher {
 
   constructor(private readonly d: DispatcherDeps) {
     this.speed = new UnitSpeed(d.deadline.floorMs, d.deadline.factor);
+  }
+
+  /** The peer exchange: workers get weights through `prepare` and keep their training gradients. */
+  usePeerExchange(prepare: (w: WorkerInfo, weights: WeightsSnapshot) => Promise<void>): void {
+    this.d.prepare = prepare;
+    this.d.keepGradients = true;
   }
 
   /** Abandon jobs that cannot go on (no ready worker); `hard`: abandon any job now. */
@@ -153,7 +166,7 @@ export class Dispatcher {
       const r = this.inflight.get(msg.requestId);
       if (!r || r.peer !== peer) return void this.d.offend(peer, 'not-assigned', `result for request ${msg.requestId}, not given to it`);
       const pending = new Map(r.units.filter((u) => r.pending.has(u.id)).map((u) => [u.id, u.count]));
-      const bad = checkResult(msg, { mode: r.mode, step: r.step, pending }, this.d.shape);
+      const bad = checkResult(msg, { mode: r.mode, step: r.step, pending, keep: this.keeps(r.mode) }, this.d.shape);
       if (bad) {
         this.d.offend(peer, bad.code, bad.detail);
         const again = this.settle(msg.requestId, peer, bad.ids);
@@ -240,18 +253,20 @@ export class Dispatcher {
     // weights first, to every worker of the plan that lacks them, all at once: a send resolves once its
     // worker has pulled the stream, and one worker's pull (or data loading) should not hold up the others
     const weightsSent = new Map<string, Promise<unknown>>();
+    let fatal: unknown = null;
     for (const [peer] of plan) {
       const w = this.d.members.get(peer)!;
       if (w.weightsVersion === weights.version) continue;
-      weightsSent.set(peer, this.d.transport.send(peer, { type: 'weights', ...weights }).then(() => {
+      const sent = this.d.prepare ? this.d.prepare(w, weights) : this.d.transport.send(peer, { type: 'weights', ...weights }).then(() => {
         w.weightsVersion = weights.version;
-        return null;
-      }, (err: unknown) => err ?? new Error('weights send failed')));
+      });
+      weightsSent.set(peer, sent.then(() => null, (err: unknown) => err ?? new Error('weights send failed')));
     }
     for (const [peer, units] of plan) {
       const w = this.d.members.get(peer)!;
       try {
         const failed = await weightsSent.get(peer);
+        if ((failed as { code?: string } | null)?.code === 'weights-lost') fatal ??= failed; // no worker can have them: the run cannot go on
         if (failed) throw failed;
         const data = await Promise.all(units.map((u) => u.load()));
         const count = units.reduce((s, u) => s + u.count, 0);
@@ -268,8 +283,8 @@ export class Dispatcher {
         this.inflight.set(requestId, r);
         w.busy = requestId;
         await this.d.transport.send(peer, {
-          type: 'work', requestId, step, mode, weightsVersion: weights.version, imageSize: this.d.imageSize,
-          items: units.map((u) => ({ id: u.id, count: u.count })), images, labels,
+          type: 'work', requestId, step, mode, weightsVersion: weights.version, imageSize: this.d.imageSize, keep: this.keeps(mode),
+          items: units.map((u) => ({ id: u.id, count: u.count, index: u.index })), images, labels,
         });
         r.since = Date.now();
       } catch (err) {
@@ -279,7 +294,12 @@ export class Dispatcher {
       }
     }
     queue.sort((a, b) => a.index - b.index);
+    if (fatal) throw fatal;
     return (performance.now() - t0) / 1000;
+  }
+
+  private keeps(mode: Mode): boolean {
+    return mode === 'train' && this.d.keepGradients === true;
   }
 
   private logWaiting(units: number): void {

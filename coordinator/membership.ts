@@ -22,6 +22,8 @@ export interface WorkerInfo {
   weightsVersion: number;
   /** Outstanding request, if any. */
   busy: number | null;
+  /** Its place on the peer data plane (from READY; null in the central exchange). */
+  data: { id: string; endpoint: string } | null;
 }
 
 const isLive = (w: WorkerInfo): boolean => w.state === 'joining' || w.state === 'ready';
@@ -34,15 +36,16 @@ export class Membership {
   /** A HELLO (new worker, or a known one starting over: its state resets); null for an evicted peer. */
   hello(peer: string, h: Hello, now: number): WorkerInfo | null {
     if (this.workers.get(peer)?.state === 'evicted') return null;
-    const w: WorkerInfo = { peer, ...h, capacity: h.capacity > 0 ? h.capacity : 1, state: 'joining', lastSeen: now, weightsVersion: -1, busy: null };
+    const w: WorkerInfo = { peer, ...h, capacity: h.capacity > 0 ? h.capacity : 1, state: 'joining', lastSeen: now, weightsVersion: -1, busy: null, data: null };
     this.workers.set(peer, w);
     return w;
   }
 
-  ready(peer: string, now: number): WorkerInfo | null {
+  ready(peer: string, now: number, data: { id: string; endpoint: string } | null = null): WorkerInfo | null {
     const w = this.workers.get(peer);
     if (!w || w.state !== 'joining') return null;
     w.state = 'ready';
+    w.data = data;
     w.lastSeen = now;
     return w;
   }

@@ -35,6 +35,8 @@ export interface Expected {
   mode: Mode;
   step: number;
   pending: ReadonlyMap<string, number>;
+  /** Training whose gradients stay on the worker (the peer exchange): a RESULT carries none. */
+  keep?: boolean;
 }
 
 export interface Rejection {
@@ -75,7 +77,8 @@ export function checkResult(msg: ResultMessage, want: Expected, shape: ResultSha
   const g = msg.gradSum === null ? null : lengthOf(msg.gradSum);
   if (want.mode === 'train') {
     if (g !== null && g !== shape.gradient) return no('gradient', `gradient has ${g} elements, expected ${shape.gradient}`);
-    if (finite && g === null) return no('gradient', `${finite} finite micro-batch(es) without a gradient`);
+    if (want.keep && g !== null) return no('gradient', 'a gradient in a result whose gradients stay on the worker');
+    if (finite && g === null && !want.keep) return no('gradient', `${finite} finite micro-batch(es) without a gradient`);
     const bn = msg.bnStats?.length ?? null;
     if (finite && bn !== finite * shape.bnStats) return no('bn-stats', `BN statistics: ${bn ?? 'none'}, expected ${finite * shape.bnStats}`);
     if (!finite && bn !== null && bn !== 0) return no('bn-stats', 'BN statistics without a finite micro-batch');

@@ -13,6 +13,8 @@ export const CTOR = { f32: Float32Array, u8: Uint8Array, i32: Int32Array } as co
 const blob = (field: string, dtype: DType, nullable = false, streamable = false): BlobSpec => ({ field, dtype, nullable, streamable });
 export const BLOBS: Record<MessageType, BlobSpec[]> = {
   hello: [], welcome: [], ready: [], heartbeat: [], bye: [], end: [], error: [],
+  state: [blob('state', 'f32', false, true), blob('bnStats', 'f32', true)], state_request: [],
+  fetch_state: [blob('bnStats', 'f32')], state_ready: [], reduce: [], reduced: [], commit: [blob('bnStats', 'f32')],
   weights: [blob('weights', 'f32', false, true), blob('bnStats', 'f32')],
   work: [blob('images', 'u8'), blob('labels', 'i32')],
   result: [blob('gradSum', 'f32', true, true), blob('bnStats', 'f32', true), blob('features', 'f32', true)],
@@ -26,13 +28,26 @@ const NON_FINITE = ['NaN', 'Infinity', '-Infinity'];
 const obj = (props: Record<string, object>) => ({
   type: 'object', additionalProperties: false, required: Object.keys(props), properties: props,
 });
+const nullable = (s: object) => ({ anyOf: [s, { type: 'null' }] });
+const num = { type: 'number' };
+/** shared/dataplane/exchange.ts ReducePlan */
+const PLAN = obj({
+  step: int, attempt: nat, units: nat, samples: { type: 'integer', minimum: 1 }, chunkElems: { type: 'integer', minimum: 1 },
+  members: { type: 'array', minItems: 1, items: obj({ id: str, endpoint: str }) },
+  range: { type: 'array', minItems: 2, maxItems: 2, items: nat },
+  blocks: { type: 'array', items: obj({ lo: nat, size: { type: 'integer', minimum: 1 }, holder: str }) },
+  sgd: obj({ lr: num, momentum: num, weightDecay: num, first: { type: 'boolean' } }),
+});
 const FIELDS: Record<MessageType, Record<string, object>> = {
   hello: { name: str, pid: nat, host: str, backend: str, capacity: { type: 'number', minimum: 0 } },
   welcome: { runId: str, config: {}, modelHash: str },
-  ready: { modelHash: str },
+  ready: { modelHash: str, dataId: nullable(str), dataEndpoint: nullable(str) },
   weights: { version: int },
-  work: { requestId: nat, step: int, mode, weightsVersion: int, imageSize: { type: 'integer', minimum: 1 },
-    items: { type: 'array', items: obj({ id: str, count: nat }) } },
+  work: { requestId: nat, step: int, mode, weightsVersion: int, imageSize: { type: 'integer', minimum: 1 }, keep: { type: 'boolean' },
+    items: { type: 'array', items: obj({ id: str, count: nat, index: nat }) } },
+  state: { version: int }, state_request: { version: int }, state_ready: { version: int },
+  fetch_state: { version: int, fromId: str, fromEndpoint: str },
+  reduce: { plan: PLAN }, reduced: { step: int, attempt: nat }, commit: { step: int, attempt: nat, version: int },
   result: { requestId: nat, step: int, mode, items: { type: 'array', items: obj({ id: str, count: nat,
     lossSum: { anyOf: [{ type: 'number' }, { enum: NON_FINITE }] }, correct: nat, finite: { type: 'boolean' } }) } },
   heartbeat: {}, bye: { reason: str }, end: { code: { enum: [...END_CODES] }, reason: str },

@@ -3,8 +3,9 @@
  * message and control unions, what a decode yields, and `ProtocolError`. Types and constants only.
  */
 import type { BlobPool } from './pool.js';
+import type { ReducePlan } from './dataplane/exchange.js';
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Streamable blobs (weights, gradients) of at least this many bytes travel as a pulled stream. */
 export const DEFAULT_STREAM_BYTES = 64 * 1024;
@@ -14,7 +15,8 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024;
 
 export type Mode = 'train' | 'validate' | 'features';
-export interface WorkItem { id: string; count: number }
+/** A micro-batch of a WORK: its id, images, and index in its job (the canonical tree's leaf, for the peer exchange). */
+export interface WorkItem { id: string; count: number; index: number }
 export interface ItemResult { id: string; count: number; lossSum: number; correct: number; finite: boolean }
 /**
  * Why an END: 'finished' (the run is over), 'stopped' (signal or campaign: a coordinator will resume),
@@ -24,21 +26,38 @@ export const END_CODES = ['finished', 'stopped', 'failed', 'evicted'] as const;
 export type EndCode = (typeof END_CODES)[number];
 /**
  * What an ERROR is about: 'unknown-worker' (coordinator: say HELLO), 'not-welcomed' (worker: WORK before
- * WELCOME), 'stale-weights' (worker: WORK for weights it does not hold), 'fatal' (worker: it stops).
+ * WELCOME), 'stale-weights' (worker: WORK for weights it does not hold), 'fatal' (worker: it stops),
+ * 'state-refused' (worker: the peer it was sent to for weights does not hold them), 'reduce-failed'
+ * (worker: its part of a peer reduce could not run, e.g. a kept gradient is missing).
  */
-export const ERROR_CODES = ['unknown-worker', 'not-welcomed', 'stale-weights', 'fatal'] as const;
+export const ERROR_CODES = ['unknown-worker', 'not-welcomed', 'stale-weights', 'fatal', 'state-refused', 'reduce-failed'] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 export type Message =
   | { type: 'hello'; name: string; pid: number; host: string; backend: string; capacity: number }
   | { type: 'welcome'; runId: string; config: unknown; modelHash: string }
-  | { type: 'ready'; modelHash: string }
+  /** dataId / dataEndpoint: the worker's place on the peer data plane (null in the central exchange). */
+  | { type: 'ready'; modelHash: string; dataId: string | null; dataEndpoint: string | null }
   | { type: 'weights'; version: number; weights: Float32Array; bnStats: Float32Array }
-  | { type: 'work'; requestId: number; step: number; mode: Mode; weightsVersion: number; imageSize: number;
+  /** keep: the peer exchange's training — keep each micro-batch's gradient for the reduce, send none. */
+  | { type: 'work'; requestId: number; step: number; mode: Mode; weightsVersion: number; imageSize: number; keep: boolean;
       items: WorkItem[]; images: Uint8Array; labels: Int32Array }
   | { type: 'result'; requestId: number; step: number; mode: Mode; items: ItemResult[];
       /** A streamed gradient arrives whole, in a buffer lent by the receiver's pool (give it back once added);
        *  an inline multi-frame one decoded with `chunks: true` comes as its frames' views. */
       gradSum: Float32Array | Float32Array[] | null; bnStats: Float32Array | null; features: Float32Array | null }
+  // the peer exchange (training.exchange "peer"; see shared/dataplane/ and coordinator/peer_sync.ts)
+  /** Weights then momentum (2 × parameters) of `version`, with the BN running statistics: coordinator ⇄ worker. */
+  | { type: 'state'; version: number; state: Float32Array; bnStats: Float32Array | null }
+  /** Coordinator → worker: send your `state` (for a checkpoint). */
+  | { type: 'state_request'; version: number }
+  /** Coordinator → worker: take weights `version` from peer fromId at fromEndpoint; answered by state_ready. */
+  | { type: 'fetch_state'; version: number; fromId: string; fromEndpoint: string; bnStats: Float32Array }
+  | { type: 'state_ready'; version: number }
+  /** Coordinator → worker: run your part of this step's reduce; answered by reduced. */
+  | { type: 'reduce'; plan: ReducePlan }
+  | { type: 'reduced'; step: number; attempt: number }
+  /** Coordinator → worker: the reduce (step, attempt) holds everywhere: its weights become `version`. */
+  | { type: 'commit'; step: number; attempt: number; version: number; bnStats: Float32Array }
   | { type: 'heartbeat' }
   | { type: 'bye'; reason: string }
   | { type: 'end'; code: EndCode; reason: string }

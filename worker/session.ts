@@ -15,6 +15,7 @@ import type { ErrorCode, Message } from '../shared/protocol.js';
 import type { WorkerTransport } from '../shared/transport.js';
 import type { Lifecycle, WorkerRunArgs } from './lifecycle.js';
 import { Trainer } from './trainer.js';
+import { isPeerMessage, PeerHandler } from './peer_handler.js';
 
 /** What the coordinator and the worker compare to be sure they build the same network. */
 export function modelHash(config: Config): string {
@@ -40,7 +41,12 @@ export class WorkerSession {
   /** Micro-batches of the current request left undone because of the stop signal. */
   handedBack = 0;
 
-  constructor(private readonly t: WorkerTransport, private readonly args: WorkerRunArgs, private readonly pool: BlobPool, private readonly o: Lifecycle) {}
+  /** The peer exchange's side of this worker (idle in the central exchange). */
+  private readonly peers: PeerHandler;
+
+  constructor(private readonly t: WorkerTransport, private readonly args: WorkerRunArgs, private readonly pool: BlobPool, private readonly o: Lifecycle) {
+    this.peers = new PeerHandler(t, pool, args.log, { trainer: () => this.trainer, setVersion: (v) => { this.weightsVersion = v; } }, args.name);
+  }
 
   private hello(): void {
     const { name, backend, capacity } = this.args;
@@ -78,6 +84,7 @@ export class WorkerSession {
 
   /** No more heartbeats, no more compute (idempotent). */
   stop(): void {
+    void this.peers.close();
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     this.trainer?.dispose();
@@ -109,7 +116,8 @@ export class WorkerSession {
         this.joining = null;
         this.welcomedBy = `${msg.runId}/${msg.modelHash}`;
         log.info('welcomed', { event: 'welcomed', runId: msg.runId, modelHash: msg.modelHash, parameters: this.spec.trainableCount, attempts });
-        await this.t.send({ type: 'ready', modelHash: msg.modelHash });
+        const data = await this.peers.open(config, this.spec, this.args.coordinator);
+        await this.t.send({ type: 'ready', modelHash: msg.modelHash, dataId: data?.id ?? null, dataEndpoint: data?.endpoint ?? null });
         return null;
       }
       case 'weights':
@@ -155,6 +163,7 @@ export class WorkerSession {
         log.info('end', { event: 'end', code: msg.code, reason: msg.reason });
         return msg.code === 'failed' ? 1 : 0;
       default:
+        if (isPeerMessage(msg)) await this.peers.handle(msg);
         return null;
     }
   }
@@ -184,9 +193,10 @@ export class WorkerSession {
       if (msg.mode === 'train') {
         const r = await trainer.trainStepAsync(images, labels); // async reads: webgpu has no dataSync
         const finite = Number.isFinite(r.lossSum) && isFiniteArray(r.gradSum);
+        if (finite && msg.keep) this.peers.keep(msg.step, item.index, r.gradSum); // the peer exchange: reduced among the workers
         await this.t.send({
           ...base, items: [{ id: item.id, count: item.count, lossSum: r.lossSum, correct: 0, finite }],
-          gradSum: finite ? r.gradSum : null, bnStats: finite ? r.batchStats : null, features: null,
+          gradSum: finite && !msg.keep ? r.gradSum : null, bnStats: finite ? r.batchStats : null, features: null,
         });
       } else if (msg.mode === 'validate') {
         const r = await trainer.evaluateAsync(images, labels);

@@ -15,7 +15,7 @@ export interface Config {
   init: { weights: string | null; skipClassifier: boolean };
   training: {
     batchSize: number; microBatch: number; lr: number; momentum: number; weightDecay: number;
-    finetune: 'all' | 'classifier'; bnMomentum: number; maxSteps: number | null;
+    finetune: 'all' | 'classifier'; exchange: 'central' | 'peer'; bnMomentum: number; maxSteps: number | null;
     gradientCheckpointing: 'auto' | 'always' | 'never'; maxRetries: number;
   };
   plateau: {
@@ -26,7 +26,7 @@ export interface Config {
   stall: { patience: number; threshold: number };
   checkpoint: { everySteps: number; keepLast: number };
   workers: {
-    bind: string; minWorkers: number; heartbeatMs: number; timeoutMs: number; chunkBytes: number; maxMessageBytes: number;
+    bind: string; dataBind: string; minWorkers: number; heartbeatMs: number; timeoutMs: number; chunkBytes: number; maxMessageBytes: number;
     unitsPerRequest: number; deadlineFloorMs: number; deadlineFactor: number; evictAfter: number;
   };
   data: {

@@ -62,6 +62,14 @@ interface Attempt {
   fail: (e: Error) => void;
 }
 
+/** An attempt that will not complete here: a newer one replaced it, or the exchange closed. */
+export class AttemptEndedError extends Error {
+  constructor(readonly code: 'superseded' | 'closed', detail: string) {
+    super(detail);
+    this.name = 'AttemptEndedError';
+  }
+}
+
 /** Rejection reasons counted per kind, for the peer-misbehaviour log. */
 export type DropReason = 'stale' | 'not-member' | 'unknown-block' | 'bad-offset' | 'bad-length' | 'duplicate';
 
@@ -94,7 +102,7 @@ export class PeerExchange {
     const shards = shardRanges(plan.range[0], plan.range[1], plan.members.length);
     const me = plan.members.findIndex((m) => m.id === this.mesh.id);
     this.mesh.connect(plan.members);
-    if (this.current) this.current.fail(new Error(`attempt ${this.current.plan.step}/${this.current.plan.attempt} superseded`));
+    if (this.current) this.current.fail(new AttemptEndedError('superseded', `attempt ${this.current.plan.step}/${this.current.plan.attempt} superseded`));
     const result = new Promise<void>((resolve, reject) => {
       this.current = {
         plan, shards, mine: me >= 0 ? shards[me] : null, blockKeys: new Set(plan.blocks.map(blockKey)),
@@ -129,7 +137,7 @@ export class PeerExchange {
   }
 
   async close(): Promise<void> {
-    this.current?.fail(new Error('exchange closed'));
+    this.current?.fail(new AttemptEndedError('closed', 'exchange closed'));
     await this.mesh.close();
     await this.pumping.catch(() => undefined);
   }
