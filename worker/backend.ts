@@ -12,7 +12,8 @@ import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Logger } from '../shared/log.js';
 import { registerOwnKernels } from './kernels/register.js';
-import { chooseAdapter, NoAdapterError, registerWebGpuBackend, type AdapterSummary } from './webgpu/adapter.js';
+import { setDeviceCheck } from './trainer.js';
+import { chooseAdapter, NoAdapterError, registerWebGpuBackend, takeDeviceErrors, type AdapterSummary } from './webgpu/adapter.js';
 
 export const BACKENDS = ['gpu', 'webgpu', 'node', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -80,6 +81,12 @@ async function loadWebGpu(forced: boolean, log?: Logger): Promise<{ tfName: stri
   return { tfName: 'webgpu', adapter };
 }
 
+/** The trainer's check after each read on webgpu: a step during which the device reported an error failed. */
+function throwOnDeviceErrors(): void {
+  const errors = takeDeviceErrors();
+  if (errors.length) throw new Error(`WebGPU reported ${errors.length} error(s) during the computation, so its results are not valid: ${errors[0]}`);
+}
+
 /** setBackend returns false (it does not throw) when a backend's factory fails: both are errors here. */
 async function activate(name: BackendName, tfName: string): Promise<void> {
   let ok = false;
@@ -123,6 +130,7 @@ export async function selectBackend(request: BackendRequest, log?: Logger): Prom
       if (name === 'webgpu') ({ tfName: tfBackend, adapter } = await loadWebGpu(request === 'webgpu', log));
       else tfBackend = await load(name);
       const info: BackendInfo = { name, tfBackend, package: PACKAGES[name], ownKernels: registerOwnKernels(tfBackend), skipped };
+      setDeviceCheck(name === 'webgpu' ? throwOnDeviceErrors : null);
       if (adapter) {
         info.adapter = adapter;
         if (adapter.software) {

@@ -11,8 +11,8 @@
  *
  * Reads. trainStep / evaluate / embed read results with dataSync. The webgpu backend cannot (its
  * dataSync throws in Node), so the worker calls the *Async variants: on webgpu they keep the result
- * tensors until the step's compute is queued and then read them all at once with data(); elsewhere they
- * are the synchronous ones.
+ * tensors until the step's compute is queued and then read them all at once, concatenated into one
+ * buffer (one copy and one map instead of ~300); elsewhere they are the synchronous ones.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelState } from '../shared/model/params.js';
@@ -43,6 +43,19 @@ export interface TrainerArgs {
   deferReads?: boolean;
 }
 
+/**
+ * Called after every asynchronous read: throws when the device reported an error meanwhile. WebGPU
+ * reports validation and out-of-memory errors as events, not exceptions, and a failed dispatch leaves
+ * stale values in its output: without this a worker would send wrong gradients. Set by selectBackend.
+ */
+let deviceCheck: (() => void) | null = null;
+export function setDeviceCheck(check: (() => void) | null): void {
+  deviceCheck = check;
+}
+
+/** Floats per concatenated read: 64 MiB, half of the smallest WebGPU storage binding seen (llvmpipe's 128 MiB). */
+const READ_GROUP_FLOATS = 2 ** 24;
+
 /** Backends whose dataSync throws or would stall (tfjs-backend-webgpu in Node: no OffscreenCanvas). */
 const ASYNC_ONLY_BACKENDS = new Set(['webgpu']);
 
@@ -59,12 +72,34 @@ class Reads {
     else this.pending.push({ t: tf.keep(tf.clone(t)), dst, offset });
   }
 
+  /**
+   * A few reads for the whole step: the kept tensors concatenated on the device in groups of at most
+   * READ_GROUP_FLOATS (a WebGPU binding may be as small as 128 MiB: llvmpipe's), one copy and one map
+   * per group instead of one per tensor; a tensor larger than that is read by itself.
+   */
   async flush(): Promise<void> {
     const p = this.pending;
     this.pending = [];
     try {
-      const values = await Promise.all(p.map((r) => r.t.data()));
-      p.forEach((r, i) => r.dst.set(values[i] as Float32Array, r.offset));
+      const groups: (typeof p)[] = [];
+      let size = Infinity;
+      for (const r of p) {
+        if (size + r.t.size > READ_GROUP_FLOATS) {
+          groups.push([]);
+          size = 0;
+        }
+        groups[groups.length - 1].push(r);
+        size += r.t.size;
+      }
+      await Promise.all(groups.map(async (g) => {
+        const flat = g.length === 1 ? g[0].t : tf.tidy(() => tf.concat(g.map((r) => tf.reshape(r.t, [-1]))));
+        const values = (await flat.data().finally(() => g.length > 1 && flat.dispose())) as Float32Array;
+        let at = 0;
+        for (const r of g) {
+          r.dst.set(values.subarray(at, at + r.t.size), r.offset);
+          at += r.t.size;
+        }
+      }));
     } finally {
       tf.dispose(p.map((r) => r.t));
     }
@@ -152,6 +187,7 @@ export class Trainer {
     try {
       const filled = this.step(images, labels, reads);
       await reads.flush();
+      deviceCheck?.();
       return resultOf(filled);
     } catch (err) {
       reads.drop();
@@ -221,23 +257,28 @@ export class Trainer {
       this.lossOf(head(spec, withParams(fc, a.slice(1)), a[0] as tf.Tensor4D, true).logits!, onehot),
     )([acts[acts.length - 1], ...fc.map((name) => params.get(name)!)]);
     fc.forEach((name, i) => store(name, grads[i + 1]));
-    let dy = grads[0];
+    const dy = grads[0];
     tf.dispose([...grads.slice(1), onehot, acts.pop()!]);
 
     // backward through the segments, last to first, recomputing each one's forward
+    // (the first segment's input is the image: no gradient for it, which spares the stem's
+    // Conv2DBackpropInput at full resolution; the parameters' gradients are the same)
+    let dyIn: tf.Tensor | null = dy;
     for (let i = this.segs.length - 1; i >= 0; i--) {
       const seg = this.segs[i];
       const xin = acts.pop()!;
+      const first = i === 0;
+      const ws = seg.params.map((name) => params.get(name)!);
       const gs = tf.grads((...a: tf.Tensor[]) => {
-        const r = seg.run(withParams(seg.params, a.slice(1)), a[0] as tf.Tensor4D, true);
+        const r = seg.run(withParams(seg.params, first ? a : a.slice(1)), first ? xin : (a[0] as tf.Tensor4D), true);
         tf.dispose(r.stats.flatMap((s) => [s.mean, s.variance]));
         return r.y;
-      })([xin, ...seg.params.map((name) => params.get(name)!)], dy);
-      seg.params.forEach((name, j) => store(name, gs[j + 1]));
-      tf.dispose([dy, xin, ...gs.slice(1)]);
-      dy = gs[0];
+      })(first ? ws : [xin, ...ws], dyIn!);
+      const wg = first ? gs : gs.slice(1);
+      seg.params.forEach((name, j) => store(name, wg[j]));
+      tf.dispose([dyIn!, xin, ...wg]);
+      dyIn = first ? null : gs[0];
     }
-    dy.dispose();
     const result = { gradSum, loss: new Float32Array(1), count: labels.length, batchStats: this.readStats(stats, reads) };
     reads.into(value, result.loss);
     tf.dispose([value, ...stats]);
@@ -287,6 +328,7 @@ export class Trainer {
     try {
       const t = this.evalTensor(images, labels);
       const [lossSum, correct] = await t.data().finally(() => t.dispose());
+      deviceCheck?.();
       return { lossSum, correct, count: n };
     } catch (err) {
       throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: false });
@@ -318,7 +360,9 @@ export class Trainer {
     if (!this.defersReads()) return this.embed(images, n);
     try {
       const t = this.embedTensor(images, n);
-      return (await t.data().finally(() => t.dispose())) as Float32Array;
+      const out = (await t.data().finally(() => t.dispose())) as Float32Array;
+      deviceCheck?.();
+      return out;
     } catch (err) {
       throw explainOutOfMemory(err, { batch: n, inputSize: this.spec.args.inputSize, checkpointing: false });
     }

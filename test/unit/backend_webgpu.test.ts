@@ -37,7 +37,7 @@ import { readSafetensors, type TensorMap } from '../../shared/model/safetensors.
 import { loadWeightsFile, stateDictToModelState } from '../../shared/model/weights.js';
 import { selectBackend, type BackendInfo } from '../../worker/backend.js';
 import { Trainer, type TrainResult } from '../../worker/trainer.js';
-import { takeDeviceErrors } from '../../worker/webgpu/adapter.js';
+import { takeDeviceErrors, webgpuDevice } from '../../worker/webgpu/adapter.js';
 
 const LOSS_REL_TOL = 1e-4;
 const GRAD_TOL = 1e-4; // × max(1, max|g|)
@@ -221,6 +221,16 @@ describe('webgpu backend: equal to PyTorch', { skip }, () => {
     assert.throws(() => t.dataSync());
     t.dispose();
     assert.ok(new Trainer(spec).defersReads());
+  });
+
+  it('a WebGPU error during a step fails the step instead of returning stale values', async () => {
+    const trainer = new Trainer(spec, { checkpoint: false });
+    trainer.setState(weights);
+    const device = webgpuDevice() as unknown as { createShaderModule(d: { code: string }): unknown };
+    device.createShaderModule({ code: 'not wgsl' }); // a validation error, reported as an event
+    await assert.rejects(trainer.trainStepAsync(ref.images, ref.labels), /WebGPU reported 1 error/);
+    assert.deepEqual(takeDeviceErrors(), [], 'the error was consumed by the failed step');
+    trainer.dispose();
   });
 
   for (const training of [false, true]) {

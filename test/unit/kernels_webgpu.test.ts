@@ -68,6 +68,8 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): { diff: number; scale: nu
 }
 
 let stock: Record<string, tf.KernelConfig>;
+// no stock fallback handed in: the GEMM itself is tested at every channel count, the few-channel
+// cases (which the worker leaves to the stock kernel) included
 const own = Object.fromEntries(webgpuConvBackpropConfigs().map((k) => [k.kernelName, k]));
 
 /** Registers the stock or the own kernel under the name on webgpu. */

@@ -10,7 +10,10 @@ import { webgpuConvBackpropConfigs } from './webgpu_conv_backprop.js';
 
 /** Kernel configs of the project for one backend. */
 export function ownKernels(backendName: string): KernelConfig[] {
-  if (backendName === 'webgpu') return process.env.WEBGPU_STOCK_CONV_BACKPROP === '1' ? [] : webgpuConvBackpropConfigs();
+  if (backendName === 'webgpu') {
+    if (process.env.WEBGPU_STOCK_CONV_BACKPROP === '1') return [];
+    return webgpuConvBackpropConfigs({ input: getKernel('Conv2DBackpropInput', 'webgpu')?.kernelFunc });
+  }
   return [conv2dBackpropFilterConfig(backendName), conv2dBackpropInputConfig(backendName)];
 }
 

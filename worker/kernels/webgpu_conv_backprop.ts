@@ -286,14 +286,28 @@ const filterKernel: KernelFunc = ({ inputs, backend, attrs }) => {
   return runGemm(backend as unknown as WebGpuBackendLike, filterGradientGemm(info), [x, dy], [...a.filterShape!], true);
 };
 
-const inputKernel: KernelFunc = ({ inputs, backend, attrs }) => {
+/**
+ * Below this many input channels the input gradient's N is mostly tile padding (the stem's 3 channels
+ * fill 3 of 64 columns: 20× slower than stock on llvmpipe), so the stock kernel does it.
+ */
+export const MIN_INPUT_CHANNELS = 16;
+let stockInput: KernelFunc | null = null;
+
+const inputKernel: KernelFunc = (args) => {
+  const { inputs, backend, attrs } = args;
   const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
   const a = attrs as unknown as ConvAttrs;
   const info = convInfoOf(a.inputShape!, filter.shape, a);
+  if (info.inChannels < MIN_INPUT_CHANNELS && stockInput) return stockInput(args);
   return runGemm(backend as unknown as WebGpuBackendLike, inputGradientGemm(info), [dy, filter], [...a.inputShape!], false);
 };
 
-export function webgpuConvBackpropConfigs(): KernelConfig[] {
+/**
+ * The kernel configs. `stock`: the stock Conv2DBackpropInput of tfjs-backend-webgpu (from the registry,
+ * before these replace it), used for few input channels; without it, the GEMM does those too.
+ */
+export function webgpuConvBackpropConfigs(stock?: { input?: KernelFunc }): KernelConfig[] {
+  if (stock?.input && stock.input !== inputKernel) stockInput = stock.input;
   return [
     { kernelName: 'Conv2DBackpropFilter', backendName: 'webgpu', kernelFunc: filterKernel },
     { kernelName: 'Conv2DBackpropInput', backendName: 'webgpu', kernelFunc: inputKernel },

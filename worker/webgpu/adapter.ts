@@ -119,7 +119,18 @@ function isNotFound(err: unknown): boolean {
   return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
 }
 
+const provided = new Map<string, unknown>();
+
+/**
+ * Hands in a module instead of importing it by name: a bundle (bench:gpu's) must give its own copy of
+ * tfjs-backend-webgpu, which shares the bundle's tfjs-core, rather than one resolved from disk.
+ */
+export function provideModule(pkg: string, mod: unknown): void {
+  provided.set(pkg, mod);
+}
+
 async function importOptional<T>(pkg: string): Promise<T> {
+  if (provided.has(pkg)) return provided.get(pkg) as T;
   try {
     return (await import(pkg)) as T;
   } catch (err) {
