@@ -57,6 +57,10 @@ async function main(): Promise<number> {
       type: 'boolean', default: LIFECYCLE_DEFAULTS.rejoin,
       describe: 'when the coordinator ends because it was stopped (it will --resume), wait for it instead of exiting (Kubernetes)',
     })
+    .option('advertise', {
+      type: 'string',
+      describe: 'training.exchange "peer": the host peers use to reach this worker\'s data-plane socket (default: 127.0.0.1 when the coordinator is on loopback, else the host name; Kubernetes: the pod IP)',
+    })
     .option('check-backend', { type: 'boolean', default: false, describe: 'load the backend, print what was chosen as JSON, exit' })
     .check((a) => {
       if (!a.checkBackend && !a.coordinator) throw new Error('--coordinator is required (or --check-backend)');
@@ -90,7 +94,7 @@ async function main(): Promise<number> {
       return 0;
     }
     return await runWorker({
-      coordinator: argv.coordinator!, name, backend: info, capacity: argv.capacity, log, signal,
+      coordinator: argv.coordinator!, name, backend: info, capacity: argv.capacity, advertise: argv.advertise, log, signal,
       lifecycle: { giveUpMs: argv.giveUpAfter * 1000, stopTimeoutMs: argv.stopTimeout * 1000, rejoin: argv.rejoin },
     });
   } catch (err) {

@@ -11,6 +11,8 @@ export interface WorkerRunArgs {
   backend: BackendInfo;
   /** Relative speed announced to the coordinator. Default 1. */
   capacity?: number;
+  /** The peer exchange: host peers use to reach this worker (default: see worker/peer.ts defaultAdvertise). */
+  advertise?: string;
   log: Logger;
   /** Aborting it (SIGTERM) makes the worker leave cleanly: see the lifecycle in ./run.ts. */
   signal?: AbortSignal;

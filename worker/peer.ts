@@ -22,9 +22,9 @@ export interface PeerRoleArgs {
   chunkElems: number;
 }
 
-/** The host a worker advertises by default: loopback when its coordinator is on loopback, else the host name. */
+/** The host a worker advertises without --advertise: loopback when its coordinator is on loopback, else the host name. */
 export function defaultAdvertise(coordinator: string): string {
-  return process.env.WORKER_ADVERTISE || (/^tcp:\/\/(127\.|localhost|\[::1\])/.test(coordinator) ? '127.0.0.1' : hostname());
+  return /^tcp:\/\/(127\.|localhost|\[::1\])/.test(coordinator) ? '127.0.0.1' : hostname();
 }
 
 export class PeerRole {

@@ -43,11 +43,11 @@ export class PeerHandler {
   }
 
   /** After a WELCOME: the data plane for this run (null in the central exchange). */
-  async open(config: Config, spec: ModelSpec, coordinator: string): Promise<{ id: string; endpoint: string } | null> {
+  async open(config: Config, spec: ModelSpec, coordinator: string, advertise?: string): Promise<{ id: string; endpoint: string } | null> {
     await this.close();
     if (config.training.exchange !== 'peer') return null;
     const bind = config.workers.dataBind;
-    this.role = await PeerRole.open({ params: spec.trainableCount, bind, advertise: defaultAdvertise(coordinator), chunkElems: CHUNK_ELEMS });
+    this.role = await PeerRole.open({ params: spec.trainableCount, bind, advertise: advertise ?? defaultAdvertise(coordinator), chunkElems: CHUNK_ELEMS });
     this.log.info('data_plane', { event: 'data_plane', id: this.role.id, endpoint: this.role.endpoint });
     return { id: this.role.id, endpoint: this.role.endpoint };
   }

@@ -116,7 +116,7 @@ export class WorkerSession {
         this.joining = null;
         this.welcomedBy = `${msg.runId}/${msg.modelHash}`;
         log.info('welcomed', { event: 'welcomed', runId: msg.runId, modelHash: msg.modelHash, parameters: this.spec.trainableCount, attempts });
-        const data = await this.peers.open(config, this.spec, this.args.coordinator);
+        const data = await this.peers.open(config, this.spec, this.args.coordinator, this.args.advertise);
         await this.t.send({ type: 'ready', modelHash: msg.modelHash, dataId: data?.id ?? null, dataEndpoint: data?.endpoint ?? null });
         return null;
       }
