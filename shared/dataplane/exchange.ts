@@ -79,6 +79,8 @@ export class PeerExchange {
   private readonly scratch = new TreeScratch();
   private readonly halves = new TreeScratch();
   readonly drops = new Map<DropReason, number>();
+  /** Milliseconds spent in the sum / SGD / weight-update kernels since construction (for benchmarks and ops). */
+  computeMs = 0;
   private readonly pumping: Promise<void>;
 
   /** `kernels`: the SIMD kernels whose memory holds `model` (same bits as without, faster). */
@@ -214,7 +216,9 @@ export class PeerExchange {
     if (a.staged.has(h.offset)) return this.drop('duplicate');
     const { weights, nextMomentum, nextWeights } = this.model;
     const take = this.kernels ? this.kernels.take.bind(this.kernels) : takeMomentum;
+    const t0 = performance.now();
     take(weights, m.payload, plan.sgd.lr, h.offset, nextMomentum.subarray(h.offset, h.offset + n), nextWeights.subarray(h.offset, h.offset + n));
+    this.computeMs += performance.now() - t0;
     this.stage(a, h.offset, n);
   }
 
@@ -226,7 +230,9 @@ export class PeerExchange {
     const { weights, momentum, nextMomentum, nextWeights } = this.model;
     const out = nextMomentum.subarray(off, off + n);
     const step = this.kernels ? this.kernels.step.bind(this.kernels) : shardStep;
+    const t0 = performance.now();
     step(weights, momentum, off, left, right, plan.samples, plan.sgd, out, nextWeights.subarray(off, off + n));
+    this.computeMs += performance.now() - t0;
     const header: DataHeader = { kind: 'm', step: plan.step, attempt: plan.attempt, offset: off };
     for (const peer of plan.members) {
       if (peer.id !== this.mesh.id) this.mesh.send(peer.id, header, out).catch(() => undefined);

@@ -68,7 +68,12 @@ export async function peerSeconds(place: Place, workers: number, params: number,
         };
         const t0 = performance.now();
         for (const m of members) await send(m.id, { t: 'plan', plan });
-        for (let done = 0; done < workers;) if ((await next()).t === 'done') done++;
+        for (let done = 0; done < workers;) {
+          const m = await next();
+          if (m.t !== 'done') continue;
+          done++;
+          if (process.env.SYNC_VERBOSE) console.error(`step ${step} ${m.id ?? ''}: exchange ${(m as { runMs?: number }).runMs?.toFixed(0)} ms, kernels ${(m as { computeMs?: number }).computeMs?.toFixed(0)} ms`);
+        }
         for (const m of members) await send(m.id, { t: 'commit', step });
         for (let done = 0; done < workers;) if ((await next()).t === 'committed') done++;
         if (step >= warmup) times.push((performance.now() - t0) / 1000);

@@ -32,8 +32,10 @@ for await (const [frame] of sock) {
     const plan = msg.plan!;
     last = plan;
     const mine = plan.blocks.find((b) => b.holder === id)!;
+    const c0 = ex.computeMs;
+    const t0 = performance.now();
     await ex.run(plan, new Map([[`${mine.lo}:${mine.size}`, grad]]));
-    await say({ t: 'done', step: plan.step });
+    await say({ t: 'done', step: plan.step, runMs: performance.now() - t0, computeMs: ex.computeMs - c0 });
   } else if (msg.t === 'commit') {
     ex.commit(last!, last!.step + 1);
     await say({ t: 'committed', step: msg.step });
