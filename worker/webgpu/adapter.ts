@@ -97,7 +97,7 @@ function summarise(a: GpuAdapter, dawnBackend: string, featureLevel: 'core' | 'c
   };
 }
 
-/** Why the webgpu backend cannot be used; `unavailable` is the reason, said to the user as is. */
+/** Why the webgpu backend cannot be used; the message is the reason, said to the user as is. */
 export class NoAdapterError extends Error {}
 
 export interface ChosenAdapter {
