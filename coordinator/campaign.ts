@@ -67,7 +67,7 @@ export async function runConfig(c: Campaign, run: CampaignRun): Promise<Config> 
   const sets = [...setsOf(c.set), ...setsOf(run.set), `eval.model=${JSON.stringify(run.label ?? run.name)}`];
   if (run.initFrom) {
     const from = loadConfig(c.config, [...setsOf(c.set), ...setsOf(c.runs.find((r) => r.name === run.initFrom)!.set)]);
-    const store = new CheckpointStore({ dir: join(c.runsDir, run.initFrom, 'checkpoints'), keepLast: from.checkpoint.keepLast, spec: buildSpec(from.model) });
+    const store = new CheckpointStore({ dir: join(c.runsDir, run.initFrom, 'checkpoints'), keepLast: from.checkpoint.keepLast, spec: buildSpec(from.model), readOnly: true });
     const best = (await store.best()) ?? (await store.latest());
     if (!best) throw new UsageError(`run ${run.name} starts from ${run.initFrom}, which has no checkpoint`);
     sets.push(`init.weights=${JSON.stringify(join(best, MODEL_FILE))}`, 'init.skipClassifier=false');

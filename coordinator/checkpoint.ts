@@ -4,27 +4,38 @@
  *   step-N/model.safetensors      weights + BN running stats, PyTorch names and layouts (loadWeightsFile
  *                                 and PyTorch's load_state_dict read it); __metadata__ {format: 'pt', step}
  *   step-N/optimizer.safetensors  tensor `momentum`, flat, spec.trainable order, tfjs layout (absent if null)
- *   step-N/meta.json              {format, step, files: {name: {bytes, sha256}}, meta}: `meta` is the
- *                                 caller's JSON (opaque here); `files` lets latest() skip incomplete
- *                                 directories and load() reject truncated or corrupted files
+ *   step-N/meta.json              {format, step, files: {name: {bytes, sha256}}, meta, sha256}: `meta` is
+ *                                 the caller's JSON (opaque here); `files` lets list() skip incomplete
+ *                                 directories and load() reject truncated or corrupted files; `sha256`
+ *                                 covers meta.json itself (./checkpoint_record.ts)
  *   best.json                     {step} of the best checkpoint (temp file + rename)
  *
  * Crash safety: a save writes into `.tmp-step-N-<rand>/`, fsyncs every file and that directory, renames
  * it to `step-N` and fsyncs the parent. An existing `step-N` is first renamed to `.old-step-N-<rand>`
  * (put back by recovery if the crash came before the new one was in place); pruned checkpoints are
  * renamed to `.del-…` before removal, so a half-deleted `step-*` never shows. Recovery (constructor and
- * start of every save) removes `.tmp-*` / `.del-*` and settles `.old-*`. One writer per directory is
- * assumed (no cross-process lock); within a store, operations run one at a time in call order.
+ * start of every save) removes `.tmp-*` / `.del-*` and settles `.old-*`. One writer per directory: the
+ * run dir's lock (./run_lock.ts) keeps a second coordinator out; a `readOnly` store (evaluation of another
+ * run) recovers nothing. Within a store, operations run one at a time in call order. A checkpoint that
+ * list() passes over is logged once (`checkpoint_skipped`, with its code and reason); nothing is ever
+ * deleted but by a save's pruning.
  * `meta` goes through JSON: NaN / Infinity become null, undefined members are dropped.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import type { Logger } from '../shared/log.js';
 import type { ModelState } from '../shared/model/params.js';
 import { readSafetensors, writeSafetensors } from '../shared/model/safetensors.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import { modelStateToStateDict, stateDictToModelState } from '../shared/model/weights.js';
+import {
+  BEST_FILE, CheckpointError, DIR_MODE, META_FILE, MODEL_FILE, OPTIMIZER_FILE, parseStep, readBest, readRecord, sealRecord, sha256,
+  syncDir, writeSynced, type CheckpointCode, type MetaRecord,
+} from './checkpoint_record.js';
+
+export { BEST_FILE, CheckpointError, META_FILE, MODEL_FILE, OPTIMIZER_FILE, type CheckpointCode } from './checkpoint_record.js';
 
 export interface CheckpointData {
   step: number;
@@ -34,76 +45,43 @@ export interface CheckpointData {
 }
 
 export interface CheckpointStoreArgs {
-  dir: string; // <run-dir>/checkpoints, created if missing
+  dir: string; // <run-dir>/checkpoints, created if missing (unless readOnly)
   keepLast: number; // newest checkpoints kept after each save (≥ 1); the best one is kept in addition
   spec: ModelSpec;
+  /** Where skipped checkpoints are reported (`checkpoint_skipped`, once per path and code). */
+  log?: Logger;
+  /** Only read: no directory created, no recovery, save() and markBest() refused. */
+  readOnly?: boolean;
 }
 
 export interface CheckpointEntry { step: number; path: string; best: boolean }
-
-export const MODEL_FILE = 'model.safetensors';
-export const OPTIMIZER_FILE = 'optimizer.safetensors';
-export const META_FILE = 'meta.json';
-export const BEST_FILE = 'best.json';
-const FORMAT = 'multires-checkpoint-v1';
-
-interface MetaFile { format: string; step: number; files: Record<string, { bytes: number; sha256: string }>; meta: Record<string, unknown> }
+/** A `step-*` entry that is not a complete checkpoint, and why. */
+export interface SkippedCheckpoint { path: string; code: CheckpointCode; reason: string }
 
 const rand = (): string => randomBytes(6).toString('hex');
 const stepName = (step: number): string => `step-${step}`;
 const errMsg = (e: unknown): string => (e as Error).message;
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
 
-function parseStep(name: string): number | null {
-  const m = /^step-(0|[1-9]\d*)$/.exec(name);
-  return m && Number.isSafeInteger(Number(m[1])) ? Number(m[1]) : null;
-}
-
-const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
-
-/** Opens `path` ('wx': a new file), writes `data` (if any) and fsyncs it. */
-async function writeSynced(path: string, data: Uint8Array | string | null, flags = 'wx'): Promise<void> {
-  const fh = await open(path, flags);
-  try {
-    if (data !== null) await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** fsync of a directory, so entries created or renamed in it survive a power loss (not possible on Windows). */
-const syncDir = async (path: string): Promise<void> => (process.platform === 'win32' ? undefined : writeSynced(path, null, 'r'));
-
-/** Reads and checks `<path>/meta.json`; the error says what is wrong (without the path). */
-async function readRecord(path: string): Promise<MetaFile> {
-  let rec: MetaFile;
-  try {
-    rec = JSON.parse(await readFile(join(path, META_FILE), 'utf8')) as MetaFile;
-  } catch (e) {
-    throw new Error(`${META_FILE} ${isMissing(e) ? 'is missing (incomplete checkpoint?)' : `is unreadable: ${errMsg(e)}`}`, { cause: e });
-  }
-  if (rec?.format !== FORMAT) throw new Error(`${META_FILE} has format ${JSON.stringify(rec?.format)}, expected '${FORMAT}'`);
-  if (!Number.isSafeInteger(rec.step) || rec.step < 0) throw new Error(`${META_FILE} has invalid step ${JSON.stringify(rec.step)}`);
-  const dirStep = parseStep(basename(path));
-  if (dirStep !== null && dirStep !== rec.step) throw new Error(`${META_FILE} says step ${rec.step} but the directory is ${basename(path)}`);
-  if (typeof rec.meta !== 'object' || rec.meta === null || Array.isArray(rec.meta)) throw new Error(`${META_FILE} has no 'meta' object`);
-  if (typeof rec.files !== 'object' || rec.files === null || !rec.files[MODEL_FILE]) throw new Error(`${META_FILE} lists no ${MODEL_FILE}`);
-  return rec;
-}
-
 export class CheckpointStore {
   readonly dir: string;
   readonly keepLast: number;
   readonly spec: ModelSpec;
+  private readonly log: Logger | undefined;
+  private readonly readOnly: boolean;
   private queue: Promise<unknown> = Promise.resolve();
+  /** `path code` of the skips already logged. */
+  private readonly reported = new Set<string>();
 
   constructor(args: CheckpointStoreArgs) {
     if (!Number.isSafeInteger(args.keepLast) || args.keepLast < 1) throw new Error(`checkpoint keepLast must be an integer ≥ 1, got ${args.keepLast}`);
     this.dir = args.dir;
     this.keepLast = args.keepLast;
     this.spec = args.spec;
-    mkdirSync(this.dir, { recursive: true });
+    this.log = args.log;
+    this.readOnly = args.readOnly ?? false;
+    if (this.readOnly) return;
+    mkdirSync(this.dir, { recursive: true, mode: DIR_MODE });
     this.recover();
   }
 
@@ -135,6 +113,7 @@ export class CheckpointStore {
    * serialised synchronously in this call, so the caller may change its arrays as soon as save() returns.
    */
   save(data: CheckpointData, opts: { best?: boolean } = {}): Promise<string> {
+    if (this.readOnly) return Promise.reject(new Error(`checkpoint store ${this.dir} is read-only`));
     let files: [string, Uint8Array | string][];
     try {
       files = this.serialise(data);
@@ -156,10 +135,10 @@ export class CheckpointStore {
       const layout = 'flat, spec.trainable order, tfjs layout (as ModelState.weights)';
       files.push([OPTIMIZER_FILE, writeSafetensors([['momentum', { shape: [momentum.length], data: momentum }]], { step: String(step), layout })]);
     }
-    const record: MetaFile = { format: FORMAT, step, files: {}, meta: data.meta };
+    const record: Omit<MetaRecord, 'format'> = { step, files: {}, meta: data.meta };
     for (const [name, bytes] of files) record.files[name] = { bytes: bytes.length, sha256: sha256(bytes) };
     try {
-      return [...files, [META_FILE, JSON.stringify(record, null, 1) + '\n']];
+      return [...files, [META_FILE, sealRecord({ format: '', ...record })]];
     } catch (e) {
       throw fail(`meta is not JSON-serialisable: ${errMsg(e)}`, e);
     }
@@ -172,7 +151,7 @@ export class CheckpointStore {
     const tmp = join(this.dir, `.tmp-${name}-${rand()}`);
     const final = join(this.dir, name);
     try {
-      await mkdir(tmp);
+      await mkdir(tmp, { mode: DIR_MODE });
       for (const [file, content] of files) await writeSynced(join(tmp, file), content);
       await syncDir(tmp);
     } catch (e) {
@@ -202,43 +181,58 @@ export class CheckpointStore {
     await syncDir(this.dir);
   }
 
-  private async readBest(): Promise<number | null> {
-    const path = join(this.dir, BEST_FILE);
-    const text = await readFile(path, 'utf8').catch((e: unknown) => (isMissing(e) ? null : Promise.reject(e)));
-    if (text === null) return null;
-    let step: unknown;
+  /** Why `path` is not a complete checkpoint (cheap: meta.json and file sizes, no hashing of the big files), or null. */
+  private async incomplete(path: string): Promise<CheckpointError | null> {
+    let rec: MetaRecord;
     try {
-      step = (JSON.parse(text) as { step?: unknown })?.step;
-    } catch { /* reported below */ }
-    if (typeof step !== 'number' || parseStep(stepName(step)) === null) throw new Error(`${path}: invalid content ${JSON.stringify(text)}`);
-    return step;
-  }
-
-  /** Why `path` is not a complete checkpoint (cheap: meta.json and file sizes, no hashing), or null. */
-  private async incomplete(path: string): Promise<string | null> {
-    const rec = await readRecord(path).catch((e: unknown) => errMsg(e));
-    if (typeof rec === 'string') return rec;
+      rec = await readRecord(path);
+    } catch (e) {
+      if (e instanceof CheckpointError) return e;
+      throw e;
+    }
     for (const [file, { bytes }] of Object.entries(rec.files)) {
       const st = await stat(join(path, file)).catch(() => null);
-      if (!st) return `${file} is missing`;
-      if (st.size !== bytes) return `${file} has ${st.size} bytes, ${META_FILE} records ${bytes}`;
+      if (!st) return new CheckpointError('file-missing', `${file} is missing`);
+      if (st.size !== bytes) return new CheckpointError('file-size', `${file} has ${st.size} bytes, ${META_FILE} records ${bytes}`);
     }
     return null;
   }
 
-  private async listNow(): Promise<CheckpointEntry[]> {
-    const best = await this.readBest();
-    const out: CheckpointEntry[] = [];
-    for (const ent of await readdir(this.dir, { withFileTypes: true })) {
-      const step = ent.isDirectory() ? parseStep(ent.name) : null;
-      const path = join(this.dir, ent.name);
-      if (step !== null && (await this.incomplete(path)) === null) out.push({ step, path, best: step === best });
+  /** Every `step-*` entry: the complete checkpoints (oldest first) and the others with why. */
+  private async scanNow(): Promise<{ entries: CheckpointEntry[]; skipped: SkippedCheckpoint[] }> {
+    const best = await readBest(this.dir);
+    const entries: CheckpointEntry[] = [];
+    const skipped: SkippedCheckpoint[] = [];
+    const names = await readdir(this.dir).catch((e: unknown) => (isMissing(e) && this.readOnly ? [] : Promise.reject(e)));
+    for (const name of names) {
+      const step = parseStep(name);
+      if (step === null) continue;
+      const path = join(this.dir, name);
+      const why = await this.incomplete(path);
+      if (why === null) entries.push({ step, path, best: step === best });
+      else skipped.push({ path, code: why.code, reason: why.message });
     }
-    return out.sort((a, b) => a.step - b.step);
+    for (const s of skipped) this.report(s);
+    return { entries: entries.sort((a, b) => a.step - b.step), skipped };
   }
 
-  /** Complete checkpoints, oldest first (incomplete `step-*` dirs are skipped). */
+  /** Logs a skipped checkpoint once per store (list() runs at every save). */
+  report(s: SkippedCheckpoint): void {
+    const key = `${s.path} ${s.code}`;
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.log?.warn('checkpoint_skipped', { event: 'checkpoint_skipped', path: s.path, code: s.code, reason: s.reason });
+  }
+
+  private async listNow(): Promise<CheckpointEntry[]> {
+    return (await this.scanNow()).entries;
+  }
+
+  /** Complete checkpoints, oldest first (the others are logged and left alone). Throws CheckpointError 'best-invalid' for a garbage best.json. */
   list(): Promise<CheckpointEntry[]> { return this.serial(() => this.listNow()); }
+
+  /** The complete checkpoints and the `step-*` entries that are not, with their reasons. */
+  scan(): Promise<{ entries: CheckpointEntry[]; skipped: SkippedCheckpoint[] }> { return this.serial(() => this.scanNow()); }
 
   /** The complete checkpoint with the highest step, or null. File contents are verified by load() only. */
   latest(): Promise<string | null> { return this.serial(async () => (await this.listNow()).at(-1)?.path ?? null); }
@@ -248,11 +242,12 @@ export class CheckpointStore {
 
   /** Marks step-N (must exist and be complete) as the best one, replacing the previous mark, then prunes. */
   markBest(step: number): Promise<void> {
+    if (this.readOnly) return Promise.reject(new Error(`checkpoint store ${this.dir} is read-only`));
     return this.serial(async () => {
       const path = join(this.dir, stepName(step));
       if (parseStep(stepName(step)) === null || !existsSync(path)) throw new Error(`markBest(${step}): no checkpoint ${path}`);
       const why = await this.incomplete(path);
-      if (why) throw new Error(`markBest(${step}): checkpoint ${path} is incomplete: ${why}`);
+      if (why) throw new Error(`markBest(${step}): checkpoint ${path} is incomplete: ${why.message}`);
       await this.writeBest(step);
       await this.prune(null);
     });
@@ -273,13 +268,13 @@ export class CheckpointStore {
     }
   }
 
-  /** Reads and verifies a checkpoint directory; errors name the path and what is wrong. */
+  /** Reads and verifies a checkpoint directory; a CheckpointError names the path and what is wrong. */
   load(path: string): Promise<CheckpointData> { return this.serial(() => this.loadNow(path)); }
 
   private async loadNow(path: string): Promise<CheckpointData> {
-    const bad = (what: string, cause?: unknown): Error => new Error(`checkpoint ${path}: ${what}`, { cause });
+    const bad = (code: CheckpointCode, what: string, cause?: unknown): CheckpointError => new CheckpointError(code, `checkpoint ${path}: ${what}`, { cause });
     const rec = await readRecord(path).catch((e: unknown) => {
-      throw bad(errMsg(e), e);
+      throw e instanceof CheckpointError ? bad(e.code, e.message, e) : e;
     });
     /** A listed file, checked against its size and sha256 in meta.json. */
     const read = async (file: string): Promise<Uint8Array> => {
@@ -288,18 +283,18 @@ export class CheckpointStore {
         const buf = await readFile(join(path, file)); // viewed as a plain Uint8Array: Buffer#slice does not copy
         bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
       } catch (e) {
-        throw bad(`${file} ${isMissing(e) ? 'is missing (incomplete checkpoint?)' : `is unreadable: ${errMsg(e)}`}`, e);
+        throw bad(isMissing(e) ? 'file-missing' : 'file-content', `${file} ${isMissing(e) ? 'is missing (incomplete checkpoint?)' : `is unreadable: ${errMsg(e)}`}`, e);
       }
       const want = rec.files[file];
-      if (bytes.length !== want.bytes) throw bad(`${file} has ${bytes.length} bytes, ${META_FILE} records ${want.bytes} (truncated or replaced)`);
-      if (sha256(bytes) !== want.sha256) throw bad(`${file} is corrupted (sha256 does not match ${META_FILE})`);
+      if (bytes.length !== want.bytes) throw bad('file-size', `${file} has ${bytes.length} bytes, ${META_FILE} records ${want.bytes} (truncated or replaced)`);
+      if (sha256(bytes) !== want.sha256) throw bad('file-hash', `${file} is corrupted (sha256 does not match ${META_FILE})`);
       return bytes;
     };
     const parse = <T>(file: string, fn: () => T): T => {
       try {
         return fn();
       } catch (e) {
-        throw bad(`${file}: ${errMsg(e)}`, e);
+        throw bad('file-content', `${file}: ${errMsg(e)}`, e);
       }
     };
     const modelBytes = await read(MODEL_FILE);
@@ -308,12 +303,12 @@ export class CheckpointStore {
     if (rec.files[OPTIMIZER_FILE]) {
       const optBytes = await read(OPTIMIZER_FILE);
       const t = parse(OPTIMIZER_FILE, () => readSafetensors(optBytes).tensors.get('momentum'));
-      if (!t) throw bad(`${OPTIMIZER_FILE} has no tensor 'momentum'`);
-      if (t.dtype !== 'F32' || t.shape.length !== 1) throw bad(`${OPTIMIZER_FILE}: momentum is ${t.dtype} [${t.shape}], expected flat F32`);
-      if (t.data.length !== state.weights.length) throw bad(`${OPTIMIZER_FILE}: momentum has ${t.data.length} values but the weights have ${state.weights.length}`);
+      if (!t) throw bad('file-content', `${OPTIMIZER_FILE} has no tensor 'momentum'`);
+      if (t.dtype !== 'F32' || t.shape.length !== 1) throw bad('file-content', `${OPTIMIZER_FILE}: momentum is ${t.dtype} [${t.shape}], expected flat F32`);
+      if (t.data.length !== state.weights.length) throw bad('file-content', `${OPTIMIZER_FILE}: momentum has ${t.data.length} values but the weights have ${state.weights.length}`);
       momentum = t.data;
     } else if (existsSync(join(path, OPTIMIZER_FILE))) {
-      throw bad(`${OPTIMIZER_FILE} is present but ${META_FILE} does not list it`);
+      throw bad('meta-invalid', `${OPTIMIZER_FILE} is present but ${META_FILE} does not list it`);
     }
     return { step: rec.step, state, momentum, meta: rec.meta };
   }

@@ -5,13 +5,14 @@
  * `coordinator report --runs DIR… [--baseline DIR] --out DIR [--far F]`
  * `coordinator campaign --config FILE [--only RUN…]`
  * Exit codes: 0 done, 2 bad arguments or config (each config problem on its own line as path: message),
- * 1 runtime failure.
+ * 1 runtime failure (an unusable run dir: its message only, no stack).
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { loadConfig } from '../shared/config/load.js';
 import { ConfigError } from '../shared/config/schema.js';
 import { UsageError } from './errors.js';
+import { CheckpointError } from './checkpoint_record.js';
 import { evaluate, report, runDirOf } from './evaluate_cmd.js';
 import { start } from './start.js';
 import { runCampaign } from './campaign.js';
@@ -30,7 +31,7 @@ async function main(): Promise<number> {
     return 2;
   };
   let code = 0;
-  /** Runs a command; a bad config (each problem on its own line) or bad usage → exit 2. */
+  /** Runs a command; a bad config (each problem on its own line) or bad usage → exit 2; an unusable run dir → its message, exit 1. */
   const guarded = async (run: () => Promise<unknown>): Promise<void> => {
     try {
       await run();
@@ -39,7 +40,10 @@ async function main(): Promise<number> {
         process.stderr.write(`${err.problems.join('\n')}\n`);
         code = 2;
       } else if (err instanceof UsageError) code = usage(err.message);
-      else throw err;
+      else if (err instanceof CheckpointError) {
+        process.stderr.write(`coordinator: ${err.message}\n`);
+        code = 1;
+      } else throw err;
     }
   };
   await yargs(hideBin(process.argv))

@@ -21,6 +21,7 @@ import type { EvalReport } from './eval/types.js';
 import { spawnLocalWorkers } from './local_workers.js';
 import { ModelRun } from './run_state.js';
 import { UsageError } from './errors.js';
+import { RunLock } from './run_lock.js';
 import type { WeightsSnapshot } from './dispatcher.js';
 
 export interface EvaluateArgs {
@@ -69,7 +70,7 @@ export async function weightsFor(config: Config, spec: ModelSpec, runDir: string
     if (!config.init.weights) log.warn('eval_random_weights', { event: 'eval_random_weights', message: 'init.weights is null: evaluating random weights' });
     return { state: { version: 1, weights: run.state.weights, bnStats: run.state.bnStats }, name: config.init.weights ?? 'random init' };
   }
-  const store = new CheckpointStore({ dir: join(runDir, 'checkpoints'), keepLast: config.checkpoint.keepLast, spec });
+  const store = new CheckpointStore({ dir: join(runDir, 'checkpoints'), keepLast: config.checkpoint.keepLast, spec, log, readOnly: true });
   let path: string | null;
   if (which === 'best') path = (await store.best()) ?? (await store.latest());
   else if (which === 'last') path = await store.latest();
@@ -81,7 +82,8 @@ export async function weightsFor(config: Config, spec: ModelSpec, runDir: string
 
 export async function evaluate(a: EvaluateArgs): Promise<EvalReport> {
   const runDir = resolve(a.runDir);
-  mkdirSync(runDir, { recursive: true });
+  mkdirSync(runDir, { recursive: true, mode: 0o750 });
+  const lock = await RunLock.acquire(runDir); // its log.jsonl and eval/ are written: not while a coordinator trains there
   const log = createLogger({ component: 'coordinator', file: join(runDir, 'log.jsonl') });
   const spec = buildSpec(a.config.model);
   let cluster: Cluster | null = null;
@@ -107,6 +109,7 @@ export async function evaluate(a: EvaluateArgs): Promise<EvalReport> {
     await cluster?.end(failed ? 'evaluation failed' : a.endReason ?? 'evaluation finished', failed ? 'failed' : a.endCode ?? 'finished');
     if (local) await local.exited;
     await closeLogger(log);
+    lock.release();
   }
 }
 

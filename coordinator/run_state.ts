@@ -25,6 +25,15 @@ export interface TrainingState {
   bestStep: number | null;
 }
 
+/** A checkpoint written under another config (its run hash differs): the run cannot resume from it. */
+export class ConfigMismatchError extends Error {
+  readonly code = 'config-mismatch';
+  constructor(readonly step: number, readonly saved: string, readonly now: string) {
+    super(`the checkpoint of step ${step} was written with another config (hash ${saved}, now ${now}); resume with the same config, or start a new run dir`);
+    this.name = 'ConfigMismatchError';
+  }
+}
+
 export class ModelRun {
   version = 0;
 
@@ -50,12 +59,10 @@ export class ModelRun {
     return new ModelRun(spec, state, null, t, runId, runHash(config));
   }
 
+  /** Throws ConfigMismatchError when the checkpoint was written under another config. */
   static fromCheckpoint(config: Config, spec: ModelSpec, data: CheckpointData): ModelRun {
     const meta = data.meta as { training: TrainingState; runId: string; configHash: string; version: number };
-    if (meta.configHash !== runHash(config)) {
-      throw new Error(`the checkpoint of step ${data.step} was written with another config (hash ${meta.configHash}, now ${runHash(config)}); ` +
-        'resume with the same config, or start a new run dir');
-    }
+    if (meta.configHash !== runHash(config)) throw new ConfigMismatchError(data.step, meta.configHash, runHash(config));
     const run = new ModelRun(spec, data.state, data.momentum, meta.training, meta.runId, meta.configHash);
     run.version = meta.version;
     return run;

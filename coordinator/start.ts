@@ -5,19 +5,22 @@
  * second signal), checkpoint, tell the workers END 'stopped', exit 0. A runtime failure is logged
  * (`run_failed`), the last complete step checkpointed if it is new, the workers told END 'failed'.
  */
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../shared/config/schema.js';
 import type { EndCode } from '../shared/protocol.js';
 import { closeLogger, createLogger } from '../shared/log.js';
 import { buildSpec } from '../shared/model/spec.js';
-import { CheckpointStore } from './checkpoint.js';
+import { CheckpointError, CheckpointStore } from './checkpoint.js';
 import { Cluster } from './cluster.js';
 import { Controller, newRunId, type RunSummary } from './controller.js';
 import { DatasetError } from './data/dataset.js';
 import { makeDataSource } from './data/make.js';
 import { spawnLocalWorkers } from './local_workers.js';
 import { ModelRun } from './run_state.js';
+import { resumeRun, type Resumed } from './resume.js';
+import { RunLock } from './run_lock.js';
+import { ConfigError } from '../shared/config/schema.js';
 import { UsageError } from './errors.js';
 import { weightsFor } from './evaluate_cmd.js';
 import { loadProtocol, runEvaluation, shouldEvaluate } from './eval/run.js';
@@ -48,30 +51,45 @@ export { UsageError };
 
 export async function start(a: StartArgs): Promise<RunSummary> {
   const runDir = resolve(a.runDir);
-  mkdirSync(runDir, { recursive: true });
-  const ckptDir = join(runDir, 'checkpoints');
-  const hasCheckpoints = existsSync(ckptDir) && readdirSync(ckptDir).some((f) => f.startsWith('step-'));
-  if (hasCheckpoints && !a.resume) {
+  const created = !existsSync(runDir);
+  mkdirSync(runDir, { recursive: true, mode: 0o750 });
+  const lock = await RunLock.acquire(runDir, { onWait: (owner, seconds) => process.stderr.write(`coordinator: ${runDir} is locked by ${owner}; taking it over in ${seconds} s unless it is refreshed\n`) });
+  try {
+    return await startLocked(a, runDir);
+  } catch (err) {
+    // refused before any training (bad dataset, config): a run dir this call made is removed again
+    if (created && (err instanceof UsageError || err instanceof ConfigError) && !hasCheckpoints(runDir)) {
+      lock.release();
+      rmSync(runDir, { recursive: true, force: true });
+    }
+    throw err;
+  } finally {
+    lock.release();
+  }
+}
+
+const hasCheckpoints = (runDir: string): boolean => {
+  const dir = join(runDir, 'checkpoints');
+  return existsSync(dir) && readdirSync(dir).some((f) => f.startsWith('step-'));
+};
+
+async function startLocked(a: StartArgs, runDir: string): Promise<RunSummary> {
+  if (hasCheckpoints(runDir) && !a.resume) {
     throw new UsageError(`${runDir} already holds checkpoints: pass --resume to continue that run, or choose another --run-dir`);
   }
   const log = createLogger({ component: 'coordinator', file: join(runDir, 'log.jsonl') });
   const spec = buildSpec(a.config.model);
-  const store = new CheckpointStore({ dir: ckptDir, keepLast: a.config.checkpoint.keepLast, spec });
-  // --resume: the newest checkpoint that loads (a damaged one is reported and the previous one used)
-  let latest: string | null = null;
-  let run: ModelRun | null = null;
-  for (const entry of a.resume ? (await store.list()).reverse() : []) {
-    try {
-      run = ModelRun.fromCheckpoint(a.config, spec, await store.load(entry.path));
-      latest = entry.path;
-      break;
-    } catch (err) {
-      if (/another config/.test((err as Error).message)) throw new UsageError((err as Error).message);
-      log.error('checkpoint_unreadable', { event: 'checkpoint_unreadable', path: entry.path, error: (err as Error).message });
-    }
+  const store = new CheckpointStore({ dir: join(runDir, 'checkpoints'), keepLast: a.config.checkpoint.keepLast, spec, log });
+  let resumed: Resumed | null = null;
+  try {
+    resumed = a.resume ? await resumeRun(a.config, spec, store, log) : null;
+  } catch (err) {
+    if (err instanceof CheckpointError) log.error('resume_failed', { event: 'resume_failed', code: err.code, error: err.message });
+    await closeLogger(log);
+    throw err;
   }
-  if (a.resume && !run) log.warn('nothing_to_resume', { event: 'nothing_to_resume', runDir });
-  run ??= ModelRun.fresh(a.config, spec, newRunId());
+  const latest = resumed?.path ?? null;
+  const run = resumed?.run ?? ModelRun.fresh(a.config, spec, newRunId());
   log.info('run_started', {
     event: 'run_started', runId: run.runId, runDir, resumedFrom: latest, step: run.t.step, configHash: run.configHash,
     parameters: spec.trainableCount, batchSize: a.config.training.batchSize, microBatch: a.config.training.microBatch,
@@ -90,7 +108,9 @@ export async function start(a: StartArgs): Promise<RunSummary> {
   if (data.numClasses !== a.config.model.numClasses) {
     await data.close?.();
     await closeLogger(log);
-    throw new UsageError(`model.numClasses is ${a.config.model.numClasses} but the dataset has ${data.numClasses} identities: set --set model.numClasses=${data.numClasses}`);
+    throw new UsageError(data.numClasses === 0
+      ? `${a.config.data.root ?? 'the dataset'}: no usable images (no identity folder holds an image that decodes): check data.root and the image files`
+      : `model.numClasses is ${a.config.model.numClasses} but the dataset has ${data.numClasses} identities: set --set model.numClasses=${data.numClasses}`);
   }
   // the evaluation's protocol is read now: a bad one is refused before hours of training, not after
   let checked;

@@ -17,6 +17,7 @@ import { initState, type ModelState } from '../../shared/model/params.js';
 import { readSafetensors, writeSafetensors } from '../../shared/model/safetensors.js';
 import { loadWeightsFile } from '../../shared/model/weights.js';
 import { CheckpointStore, type CheckpointData } from '../../coordinator/checkpoint.js';
+import { sealRecord } from '../../coordinator/checkpoint_record.js';
 import { createHash } from 'node:crypto';
 
 const spec = buildSpec(modelArgs(SMALL_MODEL));
@@ -64,7 +65,7 @@ function replaceRecorded(dir: string, file: string, bytes: Uint8Array): void {
   writeFileSync(join(dir, file), bytes);
   const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
   meta.files[file] = { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
-  writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta));
+  writeFileSync(join(dir, 'meta.json'), sealRecord(meta)); // a consistent record: only the file's content is wrong
 }
 
 before(() => { root = mkdtempSync(join(tmpdir(), 'checkpoint-test-')); });
@@ -124,7 +125,7 @@ describe('CheckpointStore', () => {
     assert.ok(!readdirSync(store.dir).some((f) => f.startsWith('.')), 'no leftovers');
     assert.throws(() => new CheckpointStore({ dir: store.dir, keepLast: 0, spec }), /keepLast/);
     writeFileSync(join(store.dir, 'best.json'), '{"step": "x"}'); // never pruned silently: an error instead
-    await assert.rejects(store.list(), (e: Error) => e.message.includes(join(store.dir, 'best.json')) && /invalid content/.test(e.message));
+    await assert.rejects(store.list(), (e: Error & { code?: string }) => e.message.includes(join(store.dir, 'best.json')) && e.code === 'best-invalid');
   });
 
   it('overwriting the same step replaces it', async () => {
@@ -226,7 +227,7 @@ describe('CheckpointStore', () => {
 
     const p7 = await fresh(7); // meta.json of another step
     const m = JSON.parse(readFileSync(join(p7, 'meta.json'), 'utf8'));
-    writeFileSync(join(p7, 'meta.json'), JSON.stringify({ ...m, step: 8 }));
+    writeFileSync(join(p7, 'meta.json'), sealRecord({ ...m, step: 8 }));
     await expectError(p7, /says step 8 but the directory is step-7/);
 
     await expectError(join(dir, 'step-999'), /meta\.json is missing/);
