@@ -1,16 +1,22 @@
 /**
  * A worker's part in the peer exchange (`training.exchange: "peer"`): it holds the model itself (weights,
- * momentum and the next step's, in the data plane's kernel memory), keeps each micro-batch's gradient of
- * the current step until the coordinator plans the reduce, sends its blocks' sums to the shard owners,
+ * momentum and the next step's, in the data plane's kernel memory), folds each micro-batch's gradient of
+ * the current step into its canonical blocks (../shared/dataplane/fold.ts) until the coordinator plans
+ * the reduce, sends its blocks' sums to the shard owners,
  * and moves to the next weights on commit. The coordinator sends only plans; weights reach a joining
  * worker from a peer (fetch) or, at the start of a run, once from the coordinator (load).
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { blockKey, treeSum, TreeScratch } from '../shared/dataplane/canonical.js';
+import { BlockFolder } from '../shared/dataplane/fold.js';
 import { PeerExchange, type ModelBuffers, type ReducePlan } from '../shared/dataplane/exchange.js';
 import { DataKernels } from '../shared/dataplane/kernels.js';
 import { openMesh } from '../shared/dataplane/mesh.js';
+
+/** Model-sized gradient blocks a worker keeps in kernel memory (about log2(micro-batches) + 2 are in use at once). */
+const FOLD_SLOTS = 6;
+/** WebAssembly memory is at most 4 GiB: the model's 4 arrays and the slots stay below this. */
+const MAX_KERNEL_BYTES = 3.5 * 2 ** 30;
 
 export interface PeerRoleArgs {
   /** Trainable parameters. */
@@ -28,21 +34,24 @@ export function defaultAdvertise(coordinator: string): string {
 }
 
 export class PeerRole {
-  /** Gradients of the current step's micro-batches, by index. */
-  private leaves = new Map<number, Float32Array>();
-  private leavesStep = -1;
-  private readonly sums: Float32Array[] = [];
-  private readonly scratch = new TreeScratch();
+  /** The current step's micro-batch gradients, folded into canonical blocks as they come. */
+  private readonly folder: BlockFolder;
+  private foldStep = -1;
   private plan: ReducePlan | null = null;
 
-  private constructor(readonly id: string, readonly endpoint: string, private readonly model: ModelBuffers, private readonly exchange: PeerExchange) {}
+  private constructor(readonly id: string, readonly endpoint: string, private readonly model: ModelBuffers, private readonly exchange: PeerExchange, kernels: DataKernels, slots: Float32Array[]) {
+    this.folder = new BlockFolder({ take: () => slots.pop() ?? null, give: (x) => void slots.push(x), add: (x, y) => kernels.add(x, y) });
+  }
 
   static async open(a: PeerRoleArgs): Promise<PeerRole> {
     const id = randomBytes(8).toString('hex');
     const mesh = await openMesh(id, { bind: a.bind, advertise: a.advertise });
-    const kernels = await DataKernels.create(4 * a.params, a.chunkElems);
+    // the model (4 arrays) and up to FOLD_SLOTS gradient blocks in kernel memory (beyond: TypeScript arrays)
+    const slots = Math.max(0, Math.min(FOLD_SLOTS, Math.floor(MAX_KERNEL_BYTES / (4 * a.params)) - 5));
+    const kernels = await DataKernels.create((4 + slots) * a.params, a.chunkElems);
     const model: ModelBuffers = { weights: kernels.alloc(a.params), momentum: kernels.alloc(a.params), nextWeights: kernels.alloc(a.params), nextMomentum: kernels.alloc(a.params), version: -1 };
-    return new PeerRole(id, mesh.endpoint, model, new PeerExchange(mesh, model, kernels, a.chunkElems));
+    const free = Array.from({ length: slots }, () => kernels.alloc(a.params));
+    return new PeerRole(id, mesh.endpoint, model, new PeerExchange(mesh, model, kernels, a.chunkElems), kernels, free);
   }
 
   get version(): number {
@@ -76,32 +85,21 @@ export class PeerRole {
     return this.exchange.fetchState(from, version, timeoutMs);
   }
 
-  /** Keeps micro-batch `index`'s gradient of `step` (a new step forgets the previous one's). */
+  /** Keeps micro-batch `index`'s gradient of `step`, folded into its block (a new step forgets the previous one's). */
   keep(step: number, index: number, grad: Float32Array): void {
-    if (step !== this.leavesStep) {
-      this.leaves = new Map();
-      this.leavesStep = step;
+    if (step !== this.foldStep) {
+      this.folder.clear();
+      this.foldStep = step;
     }
-    this.leaves.set(index, grad);
+    this.folder.insert(index, grad);
   }
 
   /** Runs the plan's reduce: resolves once the next weights are staged. */
   async reduce(plan: ReducePlan): Promise<void> {
-    if (plan.step !== this.leavesStep && plan.blocks.some((b) => b.holder === this.id)) throw new Error(`no gradients kept for step ${plan.step}`);
-    const blocks = new Map<string, Float32Array>();
-    let k = 0;
-    for (const b of plan.blocks.filter((x) => x.holder === this.id)) {
-      if (b.size === 1) {
-        const leaf = this.leaves.get(b.lo);
-        if (!leaf) throw new Error(`micro-batch ${b.lo} of step ${plan.step} is not kept here`);
-        blocks.set(blockKey(b), leaf);
-        continue;
-      }
-      const out = (this.sums[k] ??= new Float32Array(this.model.weights.length));
-      k += 1;
-      treeSum(b.lo, b.size, plan.units, (c) => (c.size === 1 ? this.leaves.get(c.lo) : undefined), out, this.scratch);
-      blocks.set(blockKey(b), out);
-    }
+    const mine = plan.blocks.filter((b) => b.holder === this.id);
+    if (mine.length && plan.step !== this.foldStep) throw new Error(`no gradients kept for step ${plan.step}`);
+    const blocks = mine.length ? this.folder.sums(plan.units) : new Map<string, Float32Array>();
+    for (const b of mine) if (!blocks.has(`${b.lo}:${b.size}`)) throw new Error(`block ${b.lo}:${b.size} of step ${plan.step} is not held here`);
     this.plan = plan;
     await this.exchange.run(plan, blocks);
   }
@@ -112,7 +110,8 @@ export class PeerRole {
     if (!plan || plan.step !== step || plan.attempt !== attempt) throw new Error(`commit of ${step}/${attempt} without its reduce`);
     this.exchange.commit(plan, version);
     this.plan = null;
-    this.leaves = new Map();
+    this.folder.clear();
+    this.foldStep = -1;
   }
 
   close(): Promise<void> {

@@ -12,6 +12,7 @@ import type { ShardSgdArgs } from '../optim/sgd_shard.js';
 interface Exports {
   step(w: number, mom: number, l: number, r: number, hasR: number, n: number, first: number, s: number, lr: number, m: number, wd: number, om: number, ow: number): void;
   take(w: number, b: number, n: number, lr: number, om: number, ow: number): void;
+  add(a: number, b: number, n: number): void;
 }
 
 /** The part of the WebAssembly JS API used here (lib "ES2022" has no WebAssembly types). */
@@ -89,6 +90,12 @@ export class DataKernels {
     const r = right ? this.inMemory(right, 1) : l;
     this.k.step(weights.byteOffset + 4 * start, momentum.byteOffset + 4 * start, l.byteOffset, r.byteOffset, right ? 1 : 0, n, args.first ? 1 : 0,
       samples, args.lr, args.momentum, args.weightDecay, outMom.byteOffset, outW.byteOffset);
+  }
+
+  /** a ← a + b (float32), both in kernel memory: a canonical tree node from its two children. */
+  add(a: Float32Array, b: Float32Array): void {
+    if (a.length !== b.length || !this.owns(a) || !this.owns(b)) throw new RangeError('add: two arrays of one length in kernel memory expected');
+    this.k.add(a.byteOffset, b.byteOffset, a.length);
   }
 
   /** takeMomentum of shared/optim/sgd_shard.ts; `b` may be anywhere (copied to outMom first). */

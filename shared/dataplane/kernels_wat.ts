@@ -59,6 +59,27 @@ export const KERNELS_WAT = String.raw`
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $tail))))
 
+;; add(a, b, n): a = a + b (float32; a node of the canonical tree from its two children)
+  (func (export "add") (param $a i32) (param $b i32) (param $n i32)
+    (local $i i32) (local $nv i32) (local $o i32)
+    (local.set $nv (i32.and (local.get $n) (i32.const -4)))
+    (block $vdone
+      (loop $vec
+        (br_if $vdone (i32.ge_u (local.get $i) (local.get $nv)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (v128.store (i32.add (local.get $a) (local.get $o))
+          (f32x4.add (v128.load (i32.add (local.get $a) (local.get $o))) (v128.load (i32.add (local.get $b) (local.get $o)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $vec)))
+    (block $sdone
+      (loop $tail
+        (br_if $sdone (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (f32.store (i32.add (local.get $a) (local.get $o))
+          (f32.add (f32.load (i32.add (local.get $a) (local.get $o))) (f32.load (i32.add (local.get $b) (local.get $o)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $tail))))
+
   ;; take(w, b, n, lr, outMom, outW): outMom = b (skipped when outMom is b); outW = w - lr*b
   (func (export "take")
     (param $w i32) (param $b i32) (param $n i32) (param $lr f32) (param $om i32) (param $ow i32)
