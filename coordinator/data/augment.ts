@@ -91,7 +91,7 @@ function axis(size: number, crop: number, place: (room: number) => number): [num
  * by `placeX`/`placeY` (zero padding if needed). Only the pixels the crop needs are computed: the
  * window of the final resize, and of the up-sampled image only the part that window reads.
  */
-function transform(img: RgbImage, low: number | null, a: AugmentArgs, placeX: (room: number) => number, placeY: (room: number) => number): Uint8Array {
+function transform(img: RgbImage, low: number | null, a: AugmentArgs, placeX: (room: number) => number, placeY: (room: number) => number, into: Uint8Array | undefined, order: 'RGB' | 'BGR'): Uint8Array {
   const c = a.crop;
   if (!Number.isInteger(c) || c < 1 || !Number.isInteger(a.resizeShorter) || a.resizeShorter < 1) {
     throw new RangeError(`augment: bad crop ${c} or resizeShorter ${a.resizeShorter}`);
@@ -112,24 +112,32 @@ function transform(img: RgbImage, low: number | null, a: AugmentArgs, placeX: (r
     resizeInto(small, w, h, ux0, uy0, ux1 - ux0, uy1 - uy0, upBuf, (uy0 * w + ux0) * 3, w * 3);
     src = { width: w, height: h, data: upBuf.subarray(0, w * h * 3) };
   }
-  const out = new Uint8Array(c * c * 3);
-  resizeInto(src, rw, rh, sx, sy, cw, ch, out, (dy * c + dx) * 3, c * 3);
+  let out: Uint8Array;
+  if (into) {
+    if (into.length < c * c * 3) throw new RangeError(`augment: ${into.length} bytes for a ${c}x${c}x3 crop`);
+    out = into.subarray(0, c * c * 3);
+    if (cw < c || ch < c) out.fill(0); // the padding
+  } else out = new Uint8Array(c * c * 3);
+  resizeInto(src, rw, rh, sx, sy, cw, ch, out, (dy * c + dx) * 3, c * 3, order === 'BGR');
   return out;
 }
 
-/** A training image: the recipe's down/up, shorter side resizeShorter, random crop. crop×crop×3 RGB. */
-export function augmentTrain(img: RgbImage, r: Recipe, a: AugmentArgs): Uint8Array {
+/**
+ * A training image: the recipe's down/up, shorter side resizeShorter, random crop. crop×crop×3 in
+ * `order` (RGB unless asked), in a new array or written to the start of `into` (a view of it is returned).
+ */
+export function augmentTrain(img: RgbImage, r: Recipe, a: AugmentArgs, into?: Uint8Array, order: 'RGB' | 'BGR' = 'RGB'): Uint8Array {
   const pick = (f: number) => (room: number) => Math.min(room, Math.floor(f * (room + 1)));
-  return transform(img, r.downsampleTo, a, pick(r.cropFx), pick(r.cropFy));
+  return transform(img, r.downsampleTo, a, pick(r.cropFx), pick(r.cropFy), into, order);
 }
 
 /**
  * A validation image: 'res24' (lowResolution = 24) down to lowResolution and back, 'full' (null)
- * unchanged; then shorter side resizeShorter and the centre crop. crop×crop×3 RGB.
+ * unchanged; then shorter side resizeShorter and the centre crop. crop×crop×3 in `order` (new, or in `into`).
  */
-export function transformValidation(img: RgbImage, lowResolution: number | null, a: AugmentArgs): Uint8Array {
+export function transformValidation(img: RgbImage, lowResolution: number | null, a: AugmentArgs, into?: Uint8Array, order: 'RGB' | 'BGR' = 'RGB'): Uint8Array {
   const centre = (room: number): number => roundHalfEven(room / 2);
-  return transform(img, lowResolution, a, centre, centre);
+  return transform(img, lowResolution, a, centre, centre, into, order);
 }
 
 /** 'BGR': swaps R and B in place and returns the same array; 'RGB': returns it unchanged. */

@@ -1,15 +1,21 @@
 /**
  * Decoding an image file into interleaved 8-bit RGB. JPEG (nearly all of VGGFace2) goes through
- * mozjpeg compiled to WebAssembly (@jsquash/jpeg): ~2× faster than a sharp call per 250×250 image
- * here, where sharp's per-call overhead dominates; a JPEG without its end-of-image marker is reported
- * as truncated (libjpeg would fill the missing part with grey). Other formats go through sharp
- * (libpng, libwebp, …); binary PGM (P5, e.g. the ORL faces), which sharp does not read, is parsed here.
- * A face box, when given, is cut out (with its margin) before anything else. Greyscale becomes RGB.
+ * mozjpeg compiled to WebAssembly (@jsquash/jpeg's codec, called synchronously once instantiated): on a
+ * 250×250 face ~0.45 ms of CPU here, where sharp (libvips + libjpeg-turbo, native) costs ~1.1 ms a call
+ * in its pipeline's fixed overhead; both give PIL's pixels exactly (test/unit/decode.test.ts). The file is
+ * read synchronously (loader threads do nothing else meanwhile) and the decoder's RGBX pixels can be
+ * handed on as they are (`channels: 4`, packed to RGB by the resampler only where it reads). A JPEG
+ * without its end-of-image marker is reported as truncated (libjpeg would fill the missing part with
+ * grey). Other formats go through sharp (libpng, libwebp, …); binary PGM (P5, e.g. the ORL faces), which
+ * sharp does not read, is parsed here. A face box, when given, is cut out (with its margin) before
+ * anything else. Greyscale becomes RGB.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import decodeJpeg, { init as initJpeg } from '@jsquash/jpeg/decode.js';
+import mozjpeg from '@jsquash/jpeg/codec/dec/mozjpeg_dec.js';
 import sharp from 'sharp';
+import { decodeBaselineJpeg } from './jpeg.js';
 import type { RgbImage } from './resample.js';
 
 export interface Box { left: number; top: number; width: number; height: number }
@@ -52,73 +58,124 @@ function parsePgm(path: string, bytes: Buffer): RgbImage {
 }
 
 function cut(img: RgbImage, b: Box): RgbImage {
-  const data = new Uint8Array(b.width * b.height * 3);
+  const bpp = img.channels ?? 3;
+  const data = new Uint8Array(b.width * b.height * bpp);
   for (let y = 0; y < b.height; y++) {
-    const src = ((b.top + y) * img.width + b.left) * 3;
-    data.set(img.data.subarray(src, src + b.width * 3), y * b.width * 3);
+    const src = ((b.top + y) * img.width + b.left) * bpp;
+    data.set(img.data.subarray(src, src + b.width * bpp), y * b.width * bpp);
   }
-  return { width: b.width, height: b.height, data };
+  return { width: b.width, height: b.height, data, channels: img.channels };
 }
 
+interface JpegModule { decode(data: Uint8Array, preserveOrientation: boolean): { width: number; height: number; data: Uint8ClampedArray } | null }
+type Factory = (o: { noInitialRun: boolean; instantiateWasm: (imports: object, done: (i: object) => void) => object }) => Promise<JpegModule>;
+
+let jpeg: JpegModule | null = null;
 let jpegReady: Promise<void> | null = null;
 
-function jpegCodec(): Promise<void> {
+/** Instantiates the codec once per thread; afterwards `jpeg` decodes synchronously. */
+export function jpegCodec(): Promise<void> {
   jpegReady ??= (async () => {
-    const wasm = await readFile(createRequire(import.meta.url).resolve('@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm'));
-    const wa = (globalThis as unknown as { WebAssembly: { compile(b: Uint8Array): Promise<unknown> } }).WebAssembly;
-    await (initJpeg as (m: unknown) => Promise<void>)(await wa.compile(wasm));
+    const wa = (globalThis as unknown as { WebAssembly: { compile(b: Uint8Array): Promise<object>; Instance: new (m: object, i: object) => { exports: object } } }).WebAssembly;
+    const module = await wa.compile(await readFile(createRequire(import.meta.url).resolve('@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm')));
+    jpeg = await (mozjpeg as unknown as Factory)({
+      noInitialRun: true,
+      instantiateWasm: (imports, done) => {
+        const instance = new wa.Instance(module, imports);
+        done(instance);
+        return instance.exports;
+      },
+    });
   })();
   return jpegReady;
 }
 
 /** True when an end-of-image marker (FF D9) sits near the end (trailing padding is tolerated). */
-function hasJpegEnd(bytes: Buffer): boolean {
+function hasJpegEnd(bytes: Uint8Array): boolean {
   for (let i = bytes.length - 2; i >= Math.max(0, bytes.length - 4096); i--) if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return true;
   return false;
 }
 
-async function decodeJpegRgb(path: string, bytes: Buffer): Promise<RgbImage> {
-  if (!hasJpegEnd(bytes)) throw new BadImageError(path, 'truncated JPEG (no end-of-image marker)');
-  await jpegCodec();
-  let rgba: { width: number; height: number; data: Uint8ClampedArray };
+/** RGBX (channels 4) straight from the decoder. */
+function decodeJpegRgbx(codec: JpegModule, path: string, bytes: Uint8Array): RgbImage {
+  let rgba: ReturnType<JpegModule['decode']>;
   try {
-    rgba = await decodeJpeg(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer);
+    rgba = codec.decode(bytes, false);
   } catch (err) {
     throw new BadImageError(path, `not a readable JPEG (${(err as Error).message})`);
   }
-  const n = rgba.width * rgba.height;
-  const data = new Uint8Array(n * 3);
-  const src = rgba.data;
-  for (let i = 0, j = 0; i < n; i++, j += 4) {
-    data[3 * i] = src[j];
-    data[3 * i + 1] = src[j + 1];
-    data[3 * i + 2] = src[j + 2];
-  }
-  return { width: rgba.width, height: rgba.height, data };
+  if (!rgba) throw new BadImageError(path, 'not a readable JPEG');
+  return { width: rgba.width, height: rgba.height, data: new Uint8Array(rgba.data.buffer, rgba.data.byteOffset, rgba.data.length), channels: 4 };
 }
 
-/** The decoded image, optionally cropped to `box` (already clamped to the image by the caller). */
-export async function decodeImage(path: string, box: ((w: number, h: number) => Box) | null = null): Promise<RgbImage> {
+/** The reference decoder alone (mozjpeg: libjpeg's own code), RGB: what the fast path is checked against. */
+export async function decodeJpegReference(path: string): Promise<RgbImage> {
+  await jpegCodec();
+  return toRgb(decodeJpegRgbx(jpeg!, path, readBytes(path)));
+}
+
+function readBytes(path: string): Buffer {
   let bytes: Buffer;
   try {
-    bytes = await readFile(path);
+    bytes = readFileSync(path);
   } catch (err) {
     throw new BadImageError(path, `unreadable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   if (bytes.length === 0) throw new BadImageError(path, 'empty file');
+  return bytes;
+}
+
+const isJpeg = (b: Uint8Array): boolean => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
+const isPgm = (b: Uint8Array): boolean => b[0] === 0x50 && b[1] === 0x35;
+
+/**
+ * The decoded image without waiting, or null when it needs sharp (not JPEG or PGM) or the JPEG codec
+ * is not instantiated yet (see jpegCodec). `rgbx`: a JPEG may come back as RGBX (channels 4).
+ */
+export function decodeImageSync(path: string, box: ((w: number, h: number) => Box) | null = null, rgbx = false): RgbImage | null {
+  return decodeKnown(path, readBytes(path), box, rgbx, false);
+}
+
+function decodeKnown(path: string, bytes: Buffer, box: ((w: number, h: number) => Box) | null, rgbx: boolean, transient: boolean): RgbImage | null {
   let img: RgbImage;
-  if (bytes[0] === 0x50 && bytes[1] === 0x35) {
-    img = parsePgm(path, bytes);
-  } else if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) {
-    img = await decodeJpegRgb(path, bytes);
-  } else {
-    try {
-      const { data, info } = await sharp(bytes, { failOn: 'truncated' }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-      if (info.channels !== 3) throw new Error(`${info.channels} channels`);
-      img = { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
-    } catch (err) {
-      throw new BadImageError(path, `not a readable image (${(err as Error).message.split('\n')[0]})`);
-    }
+  if (isPgm(bytes)) img = parsePgm(path, bytes);
+  else if (isJpeg(bytes) && jpeg) {
+    if (!hasJpegEnd(bytes)) throw new BadImageError(path, 'truncated JPEG (no end-of-image marker)');
+    img = decodeBaselineJpeg(bytes, transient && !box) ?? decodeJpegRgbx(jpeg, path, bytes);
+  } else return null;
+  if (box) img = cut(img, box(img.width, img.height));
+  return rgbx || (img.channels ?? 3) === 3 ? img : toRgb(img);
+}
+
+function toRgb(img: RgbImage): RgbImage {
+  const n = img.width * img.height;
+  const data = new Uint8Array(n * 3);
+  const s = img.data;
+  for (let i = 0, j = 0; i < n * 3; i += 3, j += 4) {
+    data[i] = s[j];
+    data[i + 1] = s[j + 1];
+    data[i + 2] = s[j + 2];
+  }
+  return { width: img.width, height: img.height, data };
+}
+
+/**
+ * The decoded image (RGB, or RGBX with `rgbx`), optionally cropped to `box` (clamped to the image by the
+ * caller). `transient`: its pixels may live in a buffer that the next transient decode of this thread
+ * reuses (for a caller that is done with the image before decoding the next).
+ */
+export async function decodeImage(path: string, box: ((w: number, h: number) => Box) | null = null, rgbx = false, transient = false): Promise<RgbImage> {
+  const bytes = readBytes(path);
+  if (isJpeg(bytes)) await jpegCodec();
+  const now = decodeKnown(path, bytes, box, rgbx, transient);
+  if (now) return now;
+  let img: RgbImage;
+  try {
+    const { data, info } = await sharp(bytes, { failOn: 'truncated' }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`${info.channels} channels`);
+    img = { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+  } catch (err) {
+    throw new BadImageError(path, `not a readable image (${(err as Error).message.split('\n')[0]})`);
   }
   return box ? cut(img, box(img.width, img.height)) : img;
 }

@@ -6,7 +6,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import sharp from 'sharp';
-import { augmentTrain, toChannelOrder, transformValidation, type AugmentArgs, type Recipe } from './augment.js';
+import { augmentTrain, transformValidation, type AugmentArgs, type Recipe } from './augment.js';
 import { cropBox } from './boxes.js';
 import { BadImageError, decodeImage } from './decode.js';
 import type { RgbImage } from './resample.js';
@@ -34,33 +34,43 @@ export interface LoadResult {
   failed: { index: number; path: string; reason: string }[];
 }
 
+/** "path\0box": an image listed several times in a task (evaluation: one item per resolution) is decoded once. */
+const keyOf = (item: LoadItem): string => `${item.path}\0${item.box ? item.box.join(',') : ''}`;
+
 export async function runTask(t: LoadTask): Promise<LoadResult> {
   const size = t.args.crop * t.args.crop * 3;
   const data = new Uint8Array(t.items.length * size);
   const failed: LoadResult['failed'] = [];
-  // all decodes start at once (sharp works on libuv's threads) while this thread augments in order;
-  // an image listed several times (evaluation: one item per resolution) is decoded once
-  const byImage = new Map<string, Promise<RgbImage>>();
-  const decoded = t.items.map((item) => {
-    const b = item.box;
-    const key = `${item.path}\0${b ? b.join(',') : ''}`;
-    let p = byImage.get(key);
-    if (!p) {
-      p = decodeImage(item.path, b ? (w, h) => cropBox(b, t.boxMargin, w, h) : null);
-      p.catch(() => undefined);
-      byImage.set(key, p);
-    }
-    return p;
-  });
+  const uses = new Map<string, number>();
+  for (const item of t.items) uses.set(keyOf(item), (uses.get(keyOf(item)) ?? 0) + 1);
+  const kept = new Map<string, RgbImage | BadImageError>();
+  // one image at a time, decoded (synchronously for JPEG and PGM) then augmented straight into its slot
+  // while its pixels are still in cache; RGBX from the decoder is packed by the resampler where it reads
   for (const [i, item] of t.items.entries()) {
-    try {
-      const img = await decoded[i];
-      const out = item.recipe ? augmentTrain(img, item.recipe, t.args) : transformValidation(img, item.lowResolution ?? null, t.args);
-      data.set(toChannelOrder(out, t.channelOrder), i * size);
-    } catch (err) {
-      if (!(err instanceof BadImageError)) throw err;
-      failed.push({ index: i, path: item.path, reason: err.message });
+    const key = keyOf(item);
+    let img = kept.get(key);
+    if (img === undefined) {
+      const b = item.box;
+      try {
+        // an image used once may be decoded into a reused buffer: it is augmented before the next decode
+        img = await decodeImage(item.path, b ? (w, h) => cropBox(b, t.boxMargin, w, h) : null, true, uses.get(key) === 1);
+      } catch (err) {
+        if (!(err instanceof BadImageError)) throw err;
+        img = err;
+      }
     }
+    const left = uses.get(key)! - 1;
+    uses.set(key, left);
+    if (left > 0) kept.set(key, img);
+    else kept.delete(key);
+    if (img instanceof BadImageError) {
+      failed.push({ index: i, path: item.path, reason: img.message });
+      continue;
+    }
+    const out = data.subarray(i * size, (i + 1) * size);
+    if (t.channelOrder !== 'RGB' && t.channelOrder !== 'BGR') throw new RangeError(`loader: unknown channel order ${String(t.channelOrder)}`);
+    if (item.recipe) augmentTrain(img, item.recipe, t.args, out, t.channelOrder);
+    else transformValidation(img, item.lowResolution ?? null, t.args, out, t.channelOrder);
   }
   return { id: t.id, data, failed };
 }

@@ -3,7 +3,8 @@
  * paper's training augmentation and the validation transform end to end against PIL (the same recipes
  * applied by test/fixtures/make_pil_reference.py with Pillow 9.4: down/up, Resize(256), crop at the
  * given offsets), 'fixed' and 'none' modes, zero padding when the crop is larger than the image, the
- * authors' low-resolution size rule and channel order (throughput is measured by npm run bench:augment, not here).
+ * authors' low-resolution size rule, channel order, and writing into a given buffer (throughput is measured by
+ * npm run bench:augment, not here).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -219,6 +220,24 @@ describe('augment: modes, padding, purity, channel order', () => {
       transformValidation(other, 2 ** r.k, PAPER);
       assert.deepEqual(augmentTrain(lfw, r, PAPER), fresh);
     }
+  });
+
+  it('into and order: written into a given buffer (padding cleared), BGR equal to swapping afterwards', () => {
+    const img = get('in_portrait');
+    const into = new Uint8Array(24 * 24 * 3 + 9).fill(0xab);
+    for (const args of [PAPER, { ...PAPER, resizeShorter: 20, crop: 24 }]) {
+      const c = args.crop;
+      for (const r of [drawRecipe(5, 0, 1, { ...args, mode: 'fixed' }), { u: 0, k: 3, downsampleTo: null, cropFx: 0.3, cropFy: 0.6 }]) {
+        const rgb = augmentTrain(img, r, args);
+        const buf = c === 24 ? into : new Uint8Array(c * c * 3);
+        const out = augmentTrain(img, r, args, buf, 'BGR');
+        assert.equal(out.buffer, buf.buffer);
+        assert.deepEqual(out, toChannelOrder(Uint8Array.from(rgb), 'BGR'));
+        assert.deepEqual(transformValidation(img, 16, args, buf, 'BGR'), toChannelOrder(transformValidation(img, 16, args), 'BGR'));
+      }
+    }
+    assert.equal(into[24 * 24 * 3], 0xab, 'nothing written past the crop');
+    assert.throws(() => augmentTrain(img, drawRecipe(5, 0, 1, PAPER), PAPER, new Uint8Array(10)), RangeError);
   });
 
   it('toChannelOrder: BGR swaps R and B in place, RGB is the identity', () => {

@@ -1,15 +1,19 @@
 /**
  * coordinator/data/loader_pool.ts: identity shards (contiguous, balanced ranges of the sorted identities)
  * and runSharded — items split over the threads by shard come back in item order, byte-identical to one
- * thread doing the whole task, with failed items reported at their original index.
+ * thread doing the whole task, with failed items reported at their original index. And a loader task end to
+ * end (JPEG file → decoder → the paper's augmentation → channel order) against Pillow's output.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { LoaderPool, shardOfIdentity } from '../../coordinator/data/loader_pool.js';
-import type { AugmentArgs } from '../../coordinator/data/augment.js';
+import { runTask } from '../../coordinator/data/loader_thread.js';
+import { toChannelOrder, type AugmentArgs } from '../../coordinator/data/augment.js';
+import { readNpz } from '../../shared/model/npz.js';
+import { datasetsDir, fixturesDir, needDatasets } from '../../shared/paths.js';
 import { tempDir } from '../helpers/coordinator.js';
 
 test('shardOfIdentity: contiguous ranges, balanced, every shard used', () => {
@@ -49,5 +53,23 @@ test('runSharded equals one thread, in item order; failures keep their index', a
     assert.deepEqual(one.failed.map((f) => f.index), [3]);
   } finally {
     await pool.close();
+  }
+});
+
+test('a loader task (JPEG → fast decoder → augmentation) gives Pillow\'s pixels, in RGB and BGR', { skip: needDatasets }, async () => {
+  const index = JSON.parse(readFileSync(join(fixturesDir, 'pil_reference.json'), 'utf8')) as { train: { name: string; downsampleTo: number | null; cropFx: number; cropFy: number; resizeShorter: number; crop: number; input: string }[] };
+  const arrays = readNpz(new Uint8Array(readFileSync(join(fixturesDir, 'pil_reference.npz')))).tensors;
+  const path = join(datasetsDir!, 'lfw_devtrain', 'Al_Gore', 'Al_Gore_0001.jpg'); // the fixture's in_lfw
+  const cases = index.train.filter((c) => c.input === 'in_lfw');
+  assert.ok(cases.length >= 3);
+  for (const c of cases) {
+    const args: AugmentArgs = { mode: 'random', downsampleProbability: 0.7, kMin: 3, kMax: 8, fixedResolution: 24, resizeShorter: c.resizeShorter, crop: c.crop };
+    const items = [0, 1].map(() => ({ path, box: null, recipe: { u: 0, k: 3, downsampleTo: c.downsampleTo, cropFx: c.cropFx, cropFy: c.cropFy } }));
+    const want = Uint8Array.from(arrays.get(`train_${c.name}`)!.data);
+    const rgb = await runTask({ id: 1, items, args, channelOrder: 'RGB', boxMargin: 0 });
+    assert.deepEqual(rgb.data.subarray(0, want.length), want, c.name);
+    assert.deepEqual(rgb.data.subarray(want.length), want, `${c.name}: the same image twice`);
+    const bgr = await runTask({ id: 2, items, args, channelOrder: 'BGR', boxMargin: 0 });
+    assert.deepEqual(bgr.data.subarray(0, want.length), toChannelOrder(Uint8Array.from(want), 'BGR'), c.name);
   }
 });

@@ -6,7 +6,8 @@
  * level per case (the issue's bound); the diagnostics report the measured mean and max (we aim for 0).
  * Every case runs on both backends (WebAssembly SIMD, the default, and the TypeScript fallback), and the
  * two are also compared on random sizes and windows. Also: cropped resizes (resizeInto windows) equal
- * resize-then-crop, and sizeForShorter's rounding rule.
+ * resize-then-crop, RGBX input (the JPEG decoder's) equals RGB, swapRB equals swapping afterwards, and
+ * sizeForShorter's rounding rule.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -123,9 +124,37 @@ for (const backend of ['wasm', 'js'] as const) describe(`resample (${backend} pa
   });
 });
 
+describe('resample: RGBX input and BGR output', () => {
+  after(() => resampleBackend(DEFAULT_BACKEND));
+  const src = get('in_portrait');
+  const rgbx: RgbImage = { width: src.width, height: src.height, channels: 4, data: new Uint8Array(src.width * src.height * 4) };
+  for (let i = 0; i < src.width * src.height; i++) {
+    rgbx.data.set(src.data.subarray(3 * i, 3 * i + 3), 4 * i);
+    rgbx.data[4 * i + 3] = (i * 37) & 255; // the fourth byte is ignored
+  }
+  for (const backend of ['wasm', 'js'] as const) {
+    it(`${backend}: an RGBX image resizes as its RGB; swapRB writes the same pixels as BGR`, () => {
+      resampleBackend(backend);
+      for (const [w, h, x0, y0, cw, ch] of [[256, 341, 5, 7, 200, 300], [150, 97, 0, 0, 150, 97], [150, 200, 3, 4, 140, 190], [61, 200, 0, 1, 61, 199], [9, 13, 2, 3, 5, 7]]) {
+        const want = new Uint8Array(cw * ch * 3);
+        resizeInto(src, w, h, x0, y0, cw, ch, want);
+        const got = new Uint8Array(cw * ch * 3);
+        resizeInto(rgbx, w, h, x0, y0, cw, ch, got);
+        assert.deepEqual(got, want, `${w}x${h}`);
+        const bgr = new Uint8Array(cw * ch * 3);
+        resizeInto(rgbx, w, h, x0, y0, cw, ch, bgr, 0, cw * 3, true);
+        for (let i = 0; i < want.length; i += 3) assert.deepEqual([bgr[i], bgr[i + 1], bgr[i + 2]], [want[i + 2], want[i + 1], want[i]]);
+      }
+    });
+  }
+  it('rejects an RGBX buffer of the wrong length', () => {
+    assert.throws(() => resizeBilinear({ ...rgbx, data: rgbx.data.subarray(1) }, 4, 4), RangeError);
+  });
+});
+
 describe('resample: WebAssembly passes = TypeScript passes', () => {
   after(() => resampleBackend(DEFAULT_BACKEND));
-  it('on 300 random sizes and windows (1-pixel sides, up to 1:200 shrinks, strided destinations)', () => {
+  it('on 300 random sizes and windows (1-pixel sides, up to 1:200 shrinks, strided destinations, a third as BGR)', () => {
     const r = rng(20190801);
     const pick = (lo: number, hi: number): number => r.int(lo, hi);
     for (let c = 0; c < 300; c++) {
@@ -139,10 +168,11 @@ describe('resample: WebAssembly passes = TypeScript passes', () => {
       const x0 = pick(0, outW - cw);
       const y0 = pick(0, outH - ch);
       const pad = pick(0, 2) * 3;
+      const swap = c % 3 === 0;
       const run = (backend: 'wasm' | 'js'): Uint8Array => {
         resampleBackend(backend);
         const dst = new Uint8Array(ch * (cw * 3 + pad) + 1).fill(0xee);
-        resizeInto({ width: inW, height: inH, data }, outW, outH, x0, y0, cw, ch, dst, 0, cw * 3 + pad);
+        resizeInto({ width: inW, height: inH, data }, outW, outH, x0, y0, cw, ch, dst, 0, cw * 3 + pad, swap);
         return dst;
       };
       assert.deepEqual(run('wasm'), run('js'), `${inW}x${inH} → ${outW}x${outH} window ${cw}x${ch}+${x0}+${y0} pad ${pad}`);
