@@ -21,7 +21,7 @@
  * mode, so a recipe does not depend on call order, thread or process.
  */
 import { rng } from '../../shared/rng.js';
-import { resizeInto, sizeForShorter, sourceWindow, type RgbImage } from './resample.js';
+import { resizeInto, resizeTwiceInto, sizeForShorter, sourceWindow, type RgbImage } from './resample.js';
 
 export interface AugmentArgs {
   mode: 'random' | 'fixed' | 'none';
@@ -71,7 +71,6 @@ export function lowResolutionSize(width: number, height: number, res: number): [
 
 // scratch for the down/up step (synchronous, single-threaded use: never handed out)
 let lowBuf = new Uint8Array(0);
-let upBuf = new Uint8Array(0);
 
 function roundHalfEven(x: number): number {
   const f = Math.floor(x);
@@ -100,17 +99,12 @@ function transform(img: RgbImage, low: number | null, a: AugmentArgs, placeX: (r
   const [rw, rh] = sizeForShorter(w, h, a.resizeShorter);
   const [sx, dx, cw] = axis(rw, c, placeX);
   const [sy, dy, ch] = axis(rh, c, placeY);
-  let src = img;
+  let small: RgbImage | null = null;
   if (low !== null && Math.min(w, h) > low) {
     const [lw, lh] = lowResolutionSize(w, h, low);
     if (lowBuf.length < lw * lh * 3) lowBuf = new Uint8Array(lw * lh * 3);
     resizeInto(img, lw, lh, 0, 0, lw, lh, lowBuf);
-    const small: RgbImage = { width: lw, height: lh, data: lowBuf.subarray(0, lw * lh * 3) };
-    if (upBuf.length < w * h * 3) upBuf = new Uint8Array(w * h * 3);
-    // back to w×h, but only where the final window reads (the rest of upBuf is never read)
-    const [ux0, uy0, ux1, uy1] = sourceWindow(w, h, rw, rh, sx, sy, cw, ch);
-    resizeInto(small, w, h, ux0, uy0, ux1 - ux0, uy1 - uy0, upBuf, (uy0 * w + ux0) * 3, w * 3);
-    src = { width: w, height: h, data: upBuf.subarray(0, w * h * 3) };
+    small = { width: lw, height: lh, data: lowBuf.subarray(0, lw * lh * 3) };
   }
   let out: Uint8Array;
   if (into) {
@@ -118,7 +112,12 @@ function transform(img: RgbImage, low: number | null, a: AugmentArgs, placeX: (r
     out = into.subarray(0, c * c * 3);
     if (cw < c || ch < c) out.fill(0); // the padding
   } else out = new Uint8Array(c * c * 3);
-  resizeInto(src, rw, rh, sx, sy, cw, ch, out, (dy * c + dx) * 3, c * 3, order === 'BGR');
+  if (!small) resizeInto(img, rw, rh, sx, sy, cw, ch, out, (dy * c + dx) * 3, c * 3, order === 'BGR');
+  else {
+    // back to w×h, but only where the final window reads, then that window
+    const [ux0, uy0, ux1, uy1] = sourceWindow(w, h, rw, rh, sx, sy, cw, ch);
+    resizeTwiceInto(small, w, h, [ux0, uy0, ux1 - ux0, uy1 - uy0], rw, rh, [sx, sy, cw, ch], out, (dy * c + dx) * 3, c * 3, order === 'BGR');
+  }
   return out;
 }
 

@@ -86,34 +86,48 @@ export function resampleBackend(use?: 'wasm' | 'js'): 'wasm' | 'js' {
   return backend;
 }
 
-function resizeWasm(k: Kernels, src: RgbImage, outW: number, outH: number, x0: number, y0: number, cw: number, ch: number, dst: Uint8Array, dstOff: number, dstStride: number, swapRB: boolean): void {
+/** An image already in the kernels' memory: pixel (x, y), x0 ≤ x, y0 ≤ y, at `at + (y − y0)·stride + (x − x0)·3`. */
+interface InMemory { width: number; height: number; at: number; stride: number; x0: number; y0: number }
+
+/**
+ * The passes of a window resize in the kernels' memory, laid out from `base`; the input copied in (a JS
+ * image) or read where it is (InMemory). Returns where the window's rows are (cw·3 bytes apart) and
+ * where the memory used ends.
+ */
+function passes(k: Kernels, src: RgbImage | InMemory, outW: number, outH: number, x0: number, y0: number, cw: number, ch: number, base: number): { at: number; end: number } {
   const { width: inW, height: inH } = src;
   const n = cw * 3;
-  const inRow = inW * 3;
   const hc = outW !== inW ? coeffs(inW, outW) : null;
   const vc = outH !== inH ? coeffs(inH, outH) : null;
   const r0 = vc ? vc.first[y0] : y0;
   const r1 = vc ? vc.first[y0 + ch - 1] + vc.count[y0 + ch - 1] : y0 + ch;
   const rows = r1 - r0;
-  const bpp = src.channels ?? 3;
+  const inJs = 'data' in src;
+  const bpp = inJs ? src.channels ?? 3 : 3;
   const next = (at: number, bytes: number): number => (at + bytes + 79) & ~15; // 64 bytes of slack: SIMD over-reads/writes
-  const tabH = 0;
+  const tabH = base;
   const tabV = hc ? next(tabH, cw * hc.recInts * 4) : tabH;
   const inAt = vc ? next(tabV, ch * vc.vrecInts * 4) : tabV;
-  const midAt = next(inAt, rows * inW * bpp);
+  const midAt = inJs ? next(inAt, rows * inW * bpp) : inAt;
   const outAt = hc ? next(midAt, rows * n) : midAt;
   const end = next(outAt, ch * n);
   if (k.mem.buffer.byteLength < end) k.mem.grow(Math.ceil((end - k.mem.buffer.byteLength) / 65536));
-  const u8 = new Uint8Array(k.mem.buffer);
   const i32 = new Int32Array(k.mem.buffer);
-  u8.set(src.data.subarray(r0 * inW * bpp, r1 * inW * bpp), inAt);
-  if (bpp === 4) k.rgbx(inAt, rows * inW); // now RGB rows of inRow bytes
-  let res = inAt + x0 * 3;
-  let resStride = inRow;
+  let inRow0 = inAt; // row r0, column 0
+  let inStride = inW * 3;
+  if (inJs) {
+    new Uint8Array(k.mem.buffer).set(src.data.subarray(r0 * inW * bpp, r1 * inW * bpp), inAt);
+    if (bpp === 4) k.rgbx(inAt, rows * inW); // now RGB rows of inW·3 bytes
+  } else {
+    inRow0 = src.at + (r0 - src.y0) * src.stride - src.x0 * 3;
+    inStride = src.stride;
+  }
+  let res = inRow0 + x0 * 3;
+  let resStride = inStride;
   if (hc) {
     i32.set(hc.rec.subarray(x0 * hc.recInts, (x0 + cw) * hc.recInts), tabH >> 2);
-    if (hc.kmax <= 2) k.h2(tabH, cw, inAt, inRow, rows, midAt);
-    else k.hN(tabH, hc.recInts * 4, cw, inAt, inRow, rows, midAt);
+    if (hc.kmax <= 2) k.h2(tabH, cw, inRow0, inStride, rows, midAt);
+    else k.hN(tabH, hc.recInts * 4, cw, inRow0, inStride, rows, midAt);
     res = midAt;
     resStride = n;
   }
@@ -123,11 +137,17 @@ function resizeWasm(k: Kernels, src: RgbImage, outW: number, outH: number, x0: n
     // the kernel reads row r at res + (r − r0)·resStride
     k.vN(tabV, recInts * 4, ch, res - r0 * resStride, resStride, outAt, n);
     res = outAt;
-    resStride = n;
   }
-  if (swapRB) k.bgr(res, ch * cw);
-  if (dstStride === n) dst.set(u8.subarray(res, res + ch * n), dstOff);
-  else for (let j = 0; j < ch; j++) dst.set(u8.subarray(res + j * n, res + (j + 1) * n), dstOff + j * dstStride);
+  return { at: res, end };
+}
+
+/** The window's rows (at `at`, cw·3 bytes apart) to dst, R and B swapped first if asked. */
+function copyOut(k: Kernels, at: number, cw: number, ch: number, dst: Uint8Array, dstOff: number, dstStride: number, swapRB: boolean): void {
+  const n = cw * 3;
+  if (swapRB) k.bgr(at, ch * cw);
+  const u8 = new Uint8Array(k.mem.buffer);
+  if (dstStride === n) dst.set(u8.subarray(at, at + ch * n), dstOff);
+  else for (let j = 0; j < ch; j++) dst.set(u8.subarray(at + j * n, at + (j + 1) * n), dstOff + j * dstStride);
 }
 
 /** An RGBX image as plain RGB (the TypeScript passes and same-size copies read 3-byte pixels). */
@@ -158,21 +178,28 @@ export function sourceWindow(inW: number, inH: number, outW: number, outH: numbe
   return [x0, y0, x1, y1];
 }
 
+/** Throws RangeError unless `src` is a valid image (its data checked when given) and the window lies in outW×outH. */
+function check(src: { width: number; height: number; data?: Uint8Array; channels?: 3 | 4 }, outW: number, outH: number, x0: number, y0: number, cw: number, ch: number): void {
+  const { width: inW, height: inH } = src;
+  const bpp = src.channels ?? 3;
+  if (!Number.isInteger(inW) || !Number.isInteger(inH) || inW < 1 || inH < 1 || (bpp !== 3 && bpp !== 4) || (src.data && src.data.length !== inW * inH * bpp)) {
+    throw new RangeError(`resample: bad image ${inW}x${inH}x${bpp} with ${src.data?.length} bytes`);
+  }
+  if (!Number.isInteger(outW) || !Number.isInteger(outH) || outW < 1 || outH < 1) throw new RangeError(`resample: bad output size ${outW}x${outH}`);
+  if (![x0, y0, cw, ch].every((v) => Number.isInteger(v) && v >= 0) || x0 + cw > outW || y0 + ch > outH) {
+    throw new RangeError(`resample: window ${cw}x${ch}+${x0}+${y0} outside ${outW}x${outH}`);
+  }
+}
+
 /**
  * Writes the window [x0, x0+cw) × [y0, y0+ch) of Pillow's BILINEAR resize of `src` to outW×outH into
  * `dst` (row r of the window at dstOff + r·dstStride). Bit-identical to resizing, then cropping.
  * `swapRB`: written as BGR (channels are resampled independently, so this equals swapping afterwards).
  */
 export function resizeInto(src: RgbImage, outW: number, outH: number, x0: number, y0: number, cw: number, ch: number, dst: Uint8Array, dstOff = 0, dstStride = cw * 3, swapRB = false): void {
+  check(src, outW, outH, x0, y0, cw, ch);
   const { width: inW, height: inH } = src;
   const bpp = src.channels ?? 3;
-  if (!Number.isInteger(inW) || !Number.isInteger(inH) || inW < 1 || inH < 1 || (bpp !== 3 && bpp !== 4) || src.data.length !== inW * inH * bpp) {
-    throw new RangeError(`resample: bad image ${inW}x${inH}x${bpp} with ${src.data.length} bytes`);
-  }
-  if (!Number.isInteger(outW) || !Number.isInteger(outH) || outW < 1 || outH < 1) throw new RangeError(`resample: bad output size ${outW}x${outH}`);
-  if (![x0, y0, cw, ch].every((v) => Number.isInteger(v) && v >= 0) || x0 + cw > outW || y0 + ch > outH) {
-    throw new RangeError(`resample: window ${cw}x${ch}+${x0}+${y0} outside ${outW}x${outH}`);
-  }
   if (cw === 0 || ch === 0) return;
   const needH = outW !== inW;
   const needV = outH !== inH;
@@ -182,7 +209,7 @@ export function resizeInto(src: RgbImage, outW: number, outH: number, x0: number
   if (!needH && !needV) {
     for (let r = 0; r < ch; r++) dst.set(data.subarray(((y0 + r) * inW + x0) * 3, ((y0 + r) * inW + x0 + cw) * 3), dstOff + r * dstStride);
   } else if (useWasm) {
-    return resizeWasm(kernels as Kernels, src, outW, outH, x0, y0, cw, ch, dst, dstOff, dstStride, swapRB);
+    return copyOut(kernels as Kernels, passes(kernels as Kernels, src, outW, outH, x0, y0, cw, ch, 0).at, cw, ch, dst, dstOff, dstStride, swapRB);
   } else if (!needV) {
     horizontal(src, outW, x0, cw, y0, y0 + ch, dst, dstOff, dstStride);
   } else if (!needH) {
@@ -204,6 +231,34 @@ export function resizeInto(src: RgbImage, outW: number, outH: number, x0: number
       }
     }
   }
+}
+
+type Window = [x0: number, y0: number, cw: number, ch: number];
+let twiceTmp = new Uint8Array(0);
+
+/**
+ * Two resizes in a row: src to midW×midH, then that to outW×outH, of which the window `out` goes to dst
+ * (as resizeInto). Only the window `mid` of the first is computed: it must hold every pixel the second
+ * reads (sourceWindow). With the WebAssembly passes the intermediate never leaves the kernels' memory.
+ */
+export function resizeTwiceInto(src: RgbImage, midW: number, midH: number, mid: Window, outW: number, outH: number, out: Window,
+  dst: Uint8Array, dstOff = 0, dstStride = out[2] * 3, swapRB = false): void {
+  const [mx0, my0, mcw, mch] = mid;
+  const [x0, y0, cw, ch] = out;
+  const [nx0, ny0, nx1, ny1] = sourceWindow(midW, midH, outW, outH, x0, y0, cw, ch);
+  if (nx0 < mx0 || ny0 < my0 || nx1 > mx0 + mcw || ny1 > my0 + mch) throw new RangeError('resample: the first window does not hold what the second resize reads');
+  const resizes = (midW !== src.width || midH !== src.height) && (outW !== midW || outH !== midH);
+  if (!(kernels && backend === 'wasm' && resizes) || cw === 0 || ch === 0 || mcw === 0 || mch === 0) {
+    if (twiceTmp.length < midW * midH * 3) twiceTmp = new Uint8Array(midW * midH * 3);
+    const tmp = twiceTmp.subarray(0, midW * midH * 3);
+    resizeInto(src, midW, midH, mx0, my0, mcw, mch, tmp, (my0 * midW + mx0) * 3, midW * 3);
+    return resizeInto({ width: midW, height: midH, data: tmp }, outW, outH, x0, y0, cw, ch, dst, dstOff, dstStride, swapRB);
+  }
+  check(src, midW, midH, mx0, my0, mcw, mch);
+  check({ width: midW, height: midH }, outW, outH, x0, y0, cw, ch);
+  const first = passes(kernels, src, midW, midH, mx0, my0, mcw, mch, 0);
+  const inMem: InMemory = { width: midW, height: midH, at: first.at, stride: mcw * 3, x0: mx0, y0: my0 };
+  copyOut(kernels, passes(kernels, inMem, outW, outH, x0, y0, cw, ch, first.end).at, cw, ch, dst, dstOff, dstStride, swapRB);
 }
 
 /** Pillow's `img.resize((width, height), Image.BILINEAR)` for an RGB image. Returns a new image. */

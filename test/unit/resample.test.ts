@@ -6,8 +6,8 @@
  * level per case (the issue's bound); the diagnostics report the measured mean and max (we aim for 0).
  * Every case runs on both backends (WebAssembly SIMD, the default, and the TypeScript fallback), and the
  * two are also compared on random sizes and windows. Also: cropped resizes (resizeInto windows) equal
- * resize-then-crop, RGBX input (the JPEG decoder's) equals RGB, swapRB equals swapping afterwards, and
- * sizeForShorter's rounding rule.
+ * resize-then-crop, RGBX input (the JPEG decoder's) equals RGB, swapRB equals swapping afterwards, two
+ * resizes in a row (resizeTwiceInto) equal two resizes, and sizeForShorter's rounding rule.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fixturesDir } from '../../shared/paths.js';
 import { readNpz } from '../../shared/model/npz.js';
 import { rng } from '../../shared/rng.js';
-import { resampleBackend, resizeBilinear, resizeInto, sizeForShorter, type RgbImage } from '../../coordinator/data/resample.js';
+import { resampleBackend, resizeBilinear, resizeInto, resizeTwiceInto, sizeForShorter, sourceWindow, type RgbImage } from '../../coordinator/data/resample.js';
 
 interface ResizeCase { name: string; input: string; width: number; height: number }
 interface Index { pillow: string; resize: ResizeCase[]; sizes: (number | null)[][] }
@@ -150,6 +150,33 @@ describe('resample: RGBX input and BGR output', () => {
   it('rejects an RGBX buffer of the wrong length', () => {
     assert.throws(() => resizeBilinear({ ...rgbx, data: rgbx.data.subarray(1) }, 4, 4), RangeError);
   });
+});
+
+describe('resample: two resizes in a row (resizeTwiceInto)', () => {
+  after(() => resampleBackend(DEFAULT_BACKEND));
+  for (const backend of ['wasm', 'js'] as const) {
+    it(`${backend}: equals resizing to the middle size, then the window of the second resize`, () => {
+      resampleBackend(backend);
+      for (const [name, midDown, outW, outH, x0, y0, cw, ch] of [['in_lfw', 8, 256, 256, 16, 30, 224, 224], ['in_portrait', 24, 256, 341, 20, 100, 224, 224],
+        ['in_small', 16, 40, 44, 3, 2, 32, 32], ['in_lfw', 64, 250, 300, 0, 10, 250, 200], ['in_portrait', 32, 97, 200, 5, 0, 60, 200]] as const) {
+        const src = get(name);
+        const small = resizeBilinear(src, Math.max(1, Math.round(src.width / midDown)), Math.max(1, Math.round(src.height / midDown)));
+        const full = resizeBilinear(small, src.width, src.height);
+        const want = new Uint8Array(cw * ch * 3);
+        resizeInto(full, outW, outH, x0, y0, cw, ch, want);
+        const [mx0, my0, mx1, my1] = sourceWindow(src.width, src.height, outW, outH, x0, y0, cw, ch);
+        for (const swap of [false, true]) {
+          const got = new Uint8Array(cw * ch * 3 + 6).fill(9);
+          resizeTwiceInto(small, src.width, src.height, [mx0, my0, mx1 - mx0, my1 - my0], outW, outH, [x0, y0, cw, ch], got, 3, cw * 3, swap);
+          const w = swap ? Uint8Array.from(want) : want;
+          if (swap) for (let i = 0; i < w.length; i += 3) [w[i], w[i + 2]] = [w[i + 2], w[i]];
+          assert.deepEqual(got.subarray(3, 3 + cw * ch * 3), w, `${name} → ${outW}x${outH}${swap ? ' BGR' : ''}`);
+          assert.deepEqual([got[2], got[3 + cw * ch * 3]], [9, 9]);
+        }
+        assert.throws(() => resizeTwiceInto(small, src.width, src.height, [mx0 + 1, my0, mx1 - mx0 - 1, my1 - my0], outW, outH, [x0, y0, cw, ch], want), RangeError);
+      }
+    });
+  }
 });
 
 describe('resample: WebAssembly passes = TypeScript passes', () => {
