@@ -27,6 +27,7 @@ import { pickBest, stallStep } from './stall.js';
 import type { ModelRun } from './run_state.js';
 import type { PeerSync } from './peer_sync.js';
 import { runPeerStep } from './peer_step.js';
+import { dataFingerprint } from './data/fingerprint.js';
 
 export type RunState = 'waiting' | 'training' | 'validating' | 'stalled' | 'evaluating' | 'done';
 
@@ -64,6 +65,7 @@ export class Controller {
     this.acc = new GradientAccumulator(spec.trainableCount);
     this.lastSaved = run.t.step;
     this.peer = config.training.exchange === 'peer' ? cluster.attachPeer(run) : null;
+    if (config.data.loadOn === 'worker') cluster.expectDataHash(dataFingerprint(data));
     if (config.training.finetune === 'classifier') {
       this.trainMask = new Uint8Array(spec.trainableCount);
       for (const p of spec.trainable) if (p.classifier) this.trainMask.fill(1, p.offset, p.offset + p.size);
@@ -126,8 +128,10 @@ export class Controller {
     const step = r.t.step + 1;
     const t0 = performance.now();
     const { picks, state: sampler } = nextPicks(r.t.sampler, cfg.training.batchSize, cfg.seed, this.data.train.length);
+    const byRef = cfg.data.loadOn === 'worker';
     const units: Unit[] = cutMicroBatches(step, picks, cfg.training.microBatch).map((mb) => ({
       id: mb.id, index: mb.index, count: mb.picks.length,
+      ...(byRef ? { refs: { split: 'train' as const, images: mb.picks.map((p) => [p.sample, p.epoch, p.position]) } } : {}),
       load: async () => ({
         images: await this.data.trainImages(mb.picks.map((p) => ({ sample: this.data.train[p.sample], epoch: p.epoch, position: p.position }))),
         labels: Int32Array.from(mb.picks, (p) => this.data.train[p.sample].label),
@@ -211,7 +215,7 @@ export class Controller {
   /** Asks the data source to prepare the next data.prefetchBatches global batches after `step`. */
   private prefetchAfter(step: number, state: SamplerState): void {
     const data = this.data;
-    if (!data.prefetch) return;
+    if (!data.prefetch || this.config.data.loadOn === 'worker') return; // the workers load the images
     const cfg = this.config;
     let s = state;
     for (let i = 1; i <= cfg.data.prefetchBatches; i++) {
@@ -231,6 +235,7 @@ export class Controller {
       const part: readonly Sample[] = samples.slice(i * mb, (i + 1) * mb);
       units.push({
         id: `val:${split}:${i}`, index: i, count: part.length,
+        ...(this.config.data.loadOn === 'worker' ? { refs: { split, images: part.map((_, k) => [i * mb + k]) } } : {}),
         load: async () => ({ images: await this.data.validationImages(split, part), labels: Int32Array.from(part, (s) => s.label) }),
       });
     }

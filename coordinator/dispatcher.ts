@@ -13,7 +13,7 @@
  * (or, for a hard stop, any job) is abandoned: the outcome says `aborted`.
  */
 import type { Logger } from '../shared/log.js';
-import type { Message, Mode } from '../shared/protocol.js';
+import type { Message, Mode, WorkRefs } from '../shared/protocol.js';
 import type { BlobPool } from '../shared/pool.js';
 import type { AsyncQueue } from '../shared/queue.js';
 import { RateLimiter } from '../shared/ratelimit.js';
@@ -21,6 +21,7 @@ import type { CoordinatorTransport } from '../shared/transport.js';
 import { UnitSpeed } from './deadline.js';
 import type { Membership, WorkerInfo } from './membership.js';
 import { assignByCapacity } from './planner.js';
+import { requestPayload } from './payload.js';
 import { MalformedResultError, checkResult, type OffenceCode, type ResultShape } from './result_check.js';
 
 export { finiteItems } from './result_check.js';
@@ -40,6 +41,8 @@ export interface Unit {
   index: number;
   count: number;
   load(): Promise<{ images: Uint8Array; labels: Int32Array }>;
+  /** data.loadOn "worker": what the worker loads itself instead (a request whose units all have refs sends no pixels). */
+  refs?: WorkRefs;
 }
 
 export interface WeightsSnapshot {
@@ -268,22 +271,13 @@ export class Dispatcher {
         const failed = await weightsSent.get(peer);
         if ((failed as { code?: string } | null)?.code === 'weights-lost') fatal ??= failed; // no worker can have them: the run cannot go on
         if (failed) throw failed;
-        const data = await Promise.all(units.map((u) => u.load()));
-        const count = units.reduce((s, u) => s + u.count, 0);
-        const images = new Uint8Array(count * this.d.imageSize * this.d.imageSize * 3);
-        const labels = new Int32Array(count);
-        let at = 0;
-        for (const x of data) {
-          images.set(x.images, at * this.d.imageSize * this.d.imageSize * 3);
-          labels.set(x.labels, at);
-          at += x.labels.length;
-        }
+        const { images, labels, refs } = await requestPayload(units, this.d.imageSize);
         const requestId = this.nextRequest++;
         const r: Request = { peer, worker: w, units, job, pending: new Set(units.map((u) => u.id)), mode, step, since: Date.now() };
         this.inflight.set(requestId, r);
         w.busy = requestId;
         await this.d.transport.send(peer, {
-          type: 'work', requestId, step, mode, weightsVersion: weights.version, imageSize: this.d.imageSize, keep: this.keeps(mode),
+          type: 'work', requestId, step, mode, weightsVersion: weights.version, imageSize: this.d.imageSize, keep: this.keeps(mode), refs,
           items: units.map((u) => ({ id: u.id, count: u.count, index: u.index })), images, labels,
         });
         r.since = Date.now();

@@ -120,7 +120,7 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Encoded {
     throw new ProtocolError('schema', `cannot encode '${msg.type}': ${(e as Error).message}`);
   }
   checkHeader(JSON.parse(json) as Record<string, unknown>, 'cannot encode');
-  if (msg.type === 'work') checkWorkShape(msg.imageSize, msg.items, msg.images.length, msg.labels.length, 'cannot encode');
+  if (msg.type === 'work') checkWorkShape(msg.imageSize, msg.items, msg.images.length, msg.labels.length, 'cannot encode', msg.refs);
   const frames: Buffer[] = [Buffer.from(json, 'utf8')];
   for (const view of arrays) if (view !== null) frames.push(...viewFrames(view, chunkBytes));
   if (streamed === null) return { frames, stream: null };

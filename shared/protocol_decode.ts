@@ -134,7 +134,7 @@ function decodeMessage(h: Record<string, unknown>, bufs: Buffer[], total: number
   }
   if (header.type === 'work') {
     const m = msg as Extract<Message, { type: 'work' }>;
-    checkWorkShape(m.imageSize, m.items, m.images.length, m.labels.length, 'bad');
+    checkWorkShape(m.imageSize, m.items, m.images.length, m.labels.length, 'bad', m.refs);
   }
   return stream ? { kind: 'head', msg: msg as Message, stream } : { kind: 'message', msg: msg as Message };
 }

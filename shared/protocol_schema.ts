@@ -4,7 +4,7 @@
  * encode and decode share (header schema, a work message's shape).
  */
 import { Ajv, type ValidateFunction } from 'ajv';
-import { END_CODES, ERROR_CODES, PROTOCOL_VERSION, ProtocolError, type ControlType, type DType, type MessageType, type WorkItem } from './protocol_types.js';
+import { END_CODES, ERROR_CODES, PROTOCOL_VERSION, ProtocolError, type ControlType, type DType, type MessageType, type WorkItem, type WorkRefs } from './protocol_types.js';
 
 interface BlobSpec { field: string; dtype: DType; nullable: boolean; streamable: boolean }
 export interface BlobHeader { field: string; dtype: DType; bytes: number; frames: number; stream?: number }
@@ -41,9 +41,10 @@ const PLAN = obj({
 const FIELDS: Record<MessageType, Record<string, object>> = {
   hello: { name: str, pid: nat, host: str, backend: str, capacity: { type: 'number', minimum: 0 } },
   welcome: { runId: str, config: {}, modelHash: str },
-  ready: { modelHash: str, dataId: nullable(str), dataEndpoint: nullable(str) },
+  ready: { modelHash: str, dataId: nullable(str), dataEndpoint: nullable(str), dataHash: nullable(str) },
   weights: { version: int },
   work: { requestId: nat, step: int, mode, weightsVersion: int, imageSize: { type: 'integer', minimum: 1 }, keep: { type: 'boolean' },
+    refs: nullable(obj({ split: { enum: ['train', 'res24', 'full'] }, images: { type: 'array', items: { type: 'array', minItems: 1, maxItems: 3, items: nat } } })),
     items: { type: 'array', items: obj({ id: str, count: nat, index: nat }) } },
   state: { version: int }, state_request: { version: int }, state_ready: { version: int },
   fetch_state: { version: int, fromId: str, fromEndpoint: str },
@@ -90,8 +91,15 @@ export function checkHeader(h: Record<string, unknown>, what: string): Header {
   return h as Header;
 }
 
-export function checkWorkShape(imageSize: number, items: WorkItem[], images: number, labels: number, what: string): void {
+export function checkWorkShape(imageSize: number, items: WorkItem[], images: number, labels: number, what: string, refs: WorkRefs | null = null): void {
   const n = items.reduce((s, it) => s + it.count, 0);
+  if (refs) { // the worker loads the images: one reference per image, none sent
+    const width = refs.split === 'train' ? 3 : 1;
+    if (refs.images.length !== n || refs.images.some((r) => r.length !== width) || images !== 0 || labels !== 0) {
+      throw new ProtocolError('work-shape', `${what} 'work': ${n} images by reference need ${n} ${refs.split} references of ${width} numbers and no image or label bytes`);
+    }
+    return;
+  }
   const want = n * imageSize * imageSize * 3;
   if (images !== want || labels !== n) {
     throw new ProtocolError('work-shape', `${what} 'work': ${n} images of ${imageSize}² need ${want} image bytes `

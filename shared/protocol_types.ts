@@ -17,6 +17,12 @@ export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024;
 export type Mode = 'train' | 'validate' | 'features';
 /** A micro-batch of a WORK: its id, images, and index in its job (the canonical tree's leaf, for the peer exchange). */
 export interface WorkItem { id: string; count: number; index: number }
+/**
+ * Images a worker loads itself (data.loadOn "worker"): indices into its dataset's sample lists, which
+ * equal the coordinator's (READY's dataHash says so). 'train': [sample, epoch, position] per image (the
+ * augmentation recipe); 'res24' / 'full': [sample] per validation image.
+ */
+export interface WorkRefs { split: 'train' | 'res24' | 'full'; images: number[][] }
 export interface ItemResult { id: string; count: number; lossSum: number; correct: number; finite: boolean }
 /**
  * Why an END: 'finished' (the run is over), 'stopped' (signal or campaign: a coordinator will resume),
@@ -28,18 +34,22 @@ export type EndCode = (typeof END_CODES)[number];
  * What an ERROR is about: 'unknown-worker' (coordinator: say HELLO), 'not-welcomed' (worker: WORK before
  * WELCOME), 'stale-weights' (worker: WORK for weights it does not hold), 'fatal' (worker: it stops),
  * 'state-refused' (worker: the peer it was sent to for weights does not hold them), 'reduce-failed'
- * (worker: its part of a peer reduce could not run, e.g. a kept gradient is missing).
+ * (worker: its part of a peer reduce could not run, e.g. a kept gradient is missing), 'no-dataset' (worker: WORK by
+ * reference but it has no dataset of its own).
  */
-export const ERROR_CODES = ['unknown-worker', 'not-welcomed', 'stale-weights', 'fatal', 'state-refused', 'reduce-failed'] as const;
+export const ERROR_CODES = ['unknown-worker', 'not-welcomed', 'stale-weights', 'fatal', 'state-refused', 'reduce-failed', 'no-dataset'] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 export type Message =
   | { type: 'hello'; name: string; pid: number; host: string; backend: string; capacity: number }
   | { type: 'welcome'; runId: string; config: unknown; modelHash: string }
   /** dataId / dataEndpoint: the worker's place on the peer data plane (null in the central exchange). */
-  | { type: 'ready'; modelHash: string; dataId: string | null; dataEndpoint: string | null }
+  | { type: 'ready'; modelHash: string; dataId: string | null; dataEndpoint: string | null;
+      /** data.loadOn "worker": the fingerprint of the worker's sample lists (must equal the coordinator's). */
+      dataHash: string | null }
   | { type: 'weights'; version: number; weights: Float32Array; bnStats: Float32Array }
   /** keep: the peer exchange's training — keep each micro-batch's gradient for the reduce, send none. */
-  | { type: 'work'; requestId: number; step: number; mode: Mode; weightsVersion: number; imageSize: number; keep: boolean;
+  /** refs (data.loadOn "worker"): the images to load from the worker's own copy of the dataset; images and labels are then empty. */
+  | { type: 'work'; requestId: number; step: number; mode: Mode; weightsVersion: number; imageSize: number; keep: boolean; refs: WorkRefs | null;
       items: WorkItem[]; images: Uint8Array; labels: Int32Array }
   | { type: 'result'; requestId: number; step: number; mode: Mode; items: ItemResult[];
       /** A streamed gradient arrives whole, in a buffer lent by the receiver's pool (give it back once added);

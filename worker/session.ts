@@ -16,6 +16,7 @@ import type { WorkerTransport } from '../shared/transport.js';
 import type { Lifecycle, WorkerRunArgs } from './lifecycle.js';
 import { Trainer } from './trainer.js';
 import { isPeerMessage, PeerHandler } from './peer_handler.js';
+import { WorkerData } from './data.js';
 
 /** What the coordinator and the worker compare to be sure they build the same network. */
 export function modelHash(config: Config): string {
@@ -43,6 +44,8 @@ export class WorkerSession {
 
   /** The peer exchange's side of this worker (idle in the central exchange). */
   private readonly peers: PeerHandler;
+  /** data.loadOn "worker": this worker's copy of the dataset. */
+  private data: WorkerData | null = null;
 
   constructor(private readonly t: WorkerTransport, private readonly args: WorkerRunArgs, private readonly pool: BlobPool, private readonly o: Lifecycle) {
     this.peers = new PeerHandler(t, pool, args.log, { trainer: () => this.trainer, setVersion: (v) => { this.weightsVersion = v; } }, args.name);
@@ -85,6 +88,7 @@ export class WorkerSession {
   /** No more heartbeats, no more compute (idempotent). */
   stop(): void {
     void this.peers.close();
+    void this.data?.close();
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     this.trainer?.dispose();
@@ -116,8 +120,10 @@ export class WorkerSession {
         this.joining = null;
         this.welcomedBy = `${msg.runId}/${msg.modelHash}`;
         log.info('welcomed', { event: 'welcomed', runId: msg.runId, modelHash: msg.modelHash, parameters: this.spec.trainableCount, attempts });
-        const data = await this.peers.open(config, this.spec, this.args.coordinator, this.args.advertise);
-        await this.t.send({ type: 'ready', modelHash: msg.modelHash, dataId: data?.id ?? null, dataEndpoint: data?.endpoint ?? null });
+        const plane = await this.peers.open(config, this.spec, this.args.coordinator, this.args.advertise);
+        await this.data?.close();
+        this.data = await WorkerData.open(config, log);
+        await this.t.send({ type: 'ready', modelHash: msg.modelHash, dataId: plane?.id ?? null, dataEndpoint: plane?.endpoint ?? null, dataHash: this.data?.hash ?? null });
         return null;
       }
       case 'weights':
@@ -175,6 +181,8 @@ export class WorkerSession {
     if (msg.weightsVersion !== this.weightsVersion) {
       return void (await fail('stale-weights', `stale weights: have version ${this.weightsVersion}, work needs ${msg.weightsVersion}`));
     }
+    if (msg.refs && !this.data) return void (await fail('no-dataset', 'work by reference, but data.loadOn is not "worker" here'));
+    const { images: pixels, labels: allLabels } = msg.refs ? await this.data!.load(msg.refs) : msg;
     const px = msg.imageSize * msg.imageSize * 3;
     let at = 0;
     this.args.log.debug('work', { event: 'work', requestId: msg.requestId, step: msg.step, mode: msg.mode, units: msg.items.length });
@@ -186,8 +194,8 @@ export class WorkerSession {
         this.handedBack += msg.items.length - i;
         return;
       }
-      const images = msg.images.subarray(at * px, (at + item.count) * px);
-      const labels = msg.labels.subarray(at, at + item.count);
+      const images = pixels.subarray(at * px, (at + item.count) * px);
+      const labels = allLabels.subarray(at, at + item.count);
       at += item.count;
       const base = { type: 'result' as const, requestId: msg.requestId, step: msg.step, mode: msg.mode };
       if (msg.mode === 'train') {

@@ -20,7 +20,7 @@ for await (const msg of t.messages()) {
     const spec = buildSpec(resolveConfig(msg.config).model);
     grad = new Float32Array(spec.trainableCount).fill(1e-3); // never modified: safe to send zero-copy again and again
     bn = new Float32Array(spec.bnStatCount).fill(1);
-    await t.send({ type: 'ready', modelHash: msg.modelHash, dataId: null, dataEndpoint: null });
+    await t.send({ type: 'ready', modelHash: msg.modelHash, dataId: null, dataEndpoint: null, dataHash: null });
   } else if (msg.type === 'weights') {
     pool.give(msg.weights); // the stream's buffer: a real worker uploads the weights to its backend first (worker/run.ts)
   } else if (msg.type === 'work') {

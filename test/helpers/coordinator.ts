@@ -19,13 +19,14 @@ export function tempDir(prefix: string): string {
 }
 
 /** Spawns `node script args…` (JSON logs at info unless `env` says otherwise), collecting its log lines (stdout) and stderr. */
-export function spawnLogged(script: string, args: string[], env: NodeJS.ProcessEnv = process.env, onLine?: (l: LogLine) => void): CoordinatorRun {
-  return spawnCommand(process.execPath, [script, ...args], env, onLine);
+export function spawnLogged(script: string, args: string[], env: NodeJS.ProcessEnv = process.env, onLine?: (l: LogLine) => void, cwd?: string): CoordinatorRun {
+  return spawnCommand(process.execPath, [script, ...args], env, onLine, cwd);
 }
 
 /** The same for any command (e.g. the shell wrapper of a Kubernetes manifest). */
-export function spawnCommand(command: string, args: string[], env: NodeJS.ProcessEnv = process.env, onLine?: (l: LogLine) => void): CoordinatorRun {
+export function spawnCommand(command: string, args: string[], env: NodeJS.ProcessEnv = process.env, onLine?: (l: LogLine) => void, cwd?: string): CoordinatorRun {
   const child = spawn(command, args, {
+    cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
   });

@@ -68,7 +68,7 @@ export function scriptedWorker(endpoint: string, name: string, script: Script = 
     void hello();
     let lastHello = 0;
     for await (const msg of t.messages()) {
-      if (msg.type === 'welcome') await t.send({ type: 'ready', modelHash: msg.modelHash, dataId: null, dataEndpoint: null });
+      if (msg.type === 'welcome') await t.send({ type: 'ready', modelHash: msg.modelHash, dataId: null, dataEndpoint: null, dataHash: null });
       if (rejoin && msg.type === 'error' && msg.code === 'unknown-worker' && Date.now() - lastHello > 1000) {
         lastHello = Date.now();
         void hello();

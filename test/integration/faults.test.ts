@@ -30,7 +30,7 @@ test('NaN/Inf gradients: retried once, then the step is skipped; lying workers a
   await t.send({ type: 'hello', name: 'scripted', pid: process.pid, host: 'test', backend: 'none', capacity: 1 });
   const attempts = new Map<string, number>();
   for await (const msg of t.messages()) {
-    if (msg.type === 'welcome') await t.send({ type: 'ready', modelHash: msg.modelHash, dataId: null, dataEndpoint: null });
+    if (msg.type === 'welcome') await t.send({ type: 'ready', modelHash: msg.modelHash, dataId: null, dataEndpoint: null, dataHash: null });
     if (msg.type === 'end') break;
     if (msg.type !== 'work') continue;
     for (const item of msg.items) {

@@ -20,7 +20,7 @@ const f32 = (n: number, seed = 1): Float32Array => Float32Array.from({ length: n
 const work = (counts: number[], imageSize = 4): Extract<Message, { type: 'work' }> => {
   const n = counts.reduce((s, c) => s + c, 0);
   return {
-    type: 'work', requestId: 7, step: 12, mode: 'train', weightsVersion: 3, imageSize, keep: false,
+    type: 'work', requestId: 7, step: 12, mode: 'train', weightsVersion: 3, imageSize, keep: false, refs: null,
     items: counts.map((count, i) => ({ id: `12:${i}`, count, index: i })),
     images: Uint8Array.from({ length: n * imageSize * imageSize * 3 }, (_, i) => i % 251),
     labels: Int32Array.from({ length: n }, (_, i) => i * 1000 - 5),
@@ -30,7 +30,7 @@ const work = (counts: number[], imageSize = 4): Extract<Message, { type: 'work' 
 const SAMPLES: Message[] = [
   { type: 'hello', name: 'w0', pid: 4242, host: 'node-a', backend: 'wasm', capacity: 16 },
   { type: 'welcome', runId: 'run-1', config: { lr: 0.1, nested: [1, 'two', null] }, modelHash: 'abc123' },
-  { type: 'ready', modelHash: 'abc123', dataId: null, dataEndpoint: null },
+  { type: 'ready', modelHash: 'abc123', dataId: null, dataEndpoint: null, dataHash: null },
   { type: 'weights', version: 5, weights: f32(1000), bnStats: f32(64, 2) },
   work([2, 3]),
   { type: 'result', requestId: 7, step: 12, mode: 'train', gradSum: f32(1000, 3), bnStats: f32(64, 4), features: null,
@@ -44,7 +44,7 @@ const SAMPLES: Message[] = [
   { type: 'error', requestId: null, code: 'fatal', message: 'out of memory' },
   { type: 'error', requestId: 9, code: 'stale-weights', message: 'bad batch' },
   // the peer exchange's messages (kept last: tests above index SAMPLES by position)
-  { type: 'ready', modelHash: 'abc123', dataId: '0a1b', dataEndpoint: 'tcp://10.0.0.2:4100' },
+  { type: 'ready', modelHash: 'abc123', dataId: '0a1b', dataEndpoint: 'tcp://10.0.0.2:4100', dataHash: 'f00d' },
   { type: 'state', version: 4, state: f32(300_000, 3), bnStats: f32(10) },
   { type: 'state_request', version: 4 },
   { type: 'fetch_state', version: 4, fromId: '0a1b', fromEndpoint: 'tcp://10.0.0.2:4100', bnStats: f32(10) },
@@ -52,6 +52,8 @@ const SAMPLES: Message[] = [
   { type: 'reduce', plan: { step: 3, attempt: 0, members: [{ id: 'a', endpoint: 'tcp://h:1' }], range: [0, 10], units: 2, samples: 8,
     blocks: [{ lo: 0, size: 2, holder: 'a' }], sgd: { lr: 0.1, momentum: 0.9, weightDecay: 0, first: true }, chunkElems: 4 } },
   { type: 'reduced', step: 3, attempt: 0 },
+  { type: 'work', requestId: 9, step: 2, mode: 'train', weightsVersion: 1, imageSize: 224, keep: true, refs: { split: 'train', images: [[5, 0, 17], [9, 0, 18]] },
+    items: [{ id: '2:0', count: 2, index: 0 }], images: new Uint8Array(0), labels: new Int32Array(0) },
   { type: 'commit', step: 3, attempt: 0, version: 4, bnStats: f32(10) },
 ];
 
@@ -130,7 +132,7 @@ test('encode rejects messages that are not valid', () => {
     { type: 'nope' },
     { type: 'weights', version: 1, weights: new Float64Array(2), bnStats: f32(1) },
     { type: 'hello', name: 'w', pid: 1, host: 'h', backend: 'b' },
-    { type: 'ready', modelHash: 'x', extra: 1, dataId: null, dataEndpoint: null },
+    { type: 'ready', modelHash: 'x', extra: 1, dataId: null, dataEndpoint: null, dataHash: null },
     { ...work([2]), labels: new Int32Array(1) },
   ];
   for (const msg of bad) assert.throws(() => encode(msg as Message), ProtocolError, JSON.stringify(msg.type));
@@ -204,6 +206,17 @@ test('work: images and labels must match the items', () => {
   cut[2] = fewerLabels[2].subarray(0, 16);
   rejects(cut, 'work-shape', /got 240 and 4/);
   assert.deepStrictEqual(decode(img(work([]))), work([]));
+});
+
+test('work by reference (data.loadOn worker): one reference per image of the split\'s width, and no image or label bytes', () => {
+  const byRef = (images: number[][], split: 'train' | 'full' = 'train', bytes = 0): Message => ({
+    ...work([2]), refs: { split, images }, images: new Uint8Array(bytes), labels: new Int32Array(0),
+  });
+  assert.doesNotThrow(() => encode(byRef([[1, 0, 4], [2, 0, 5]])));
+  assert.doesNotThrow(() => encode(byRef([[1], [2]], 'full')));
+  assert.throws(() => encode(byRef([[1, 0, 4]])), (e: unknown) => e instanceof ProtocolError && e.code === 'work-shape'); // one reference for two images
+  assert.throws(() => encode(byRef([[1], [2]])), (e: unknown) => e instanceof ProtocolError && e.code === 'work-shape'); // train needs [sample, epoch, position]
+  assert.throws(() => encode(byRef([[1, 0, 4], [2, 0, 5]], 'train', 96)), (e: unknown) => e instanceof ProtocolError && e.code === 'work-shape'); // and no pixels
 });
 
 /** Reassembles a streamed message as the transport does: head, then the parts copied into one buffer. */

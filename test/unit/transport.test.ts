@@ -184,9 +184,9 @@ test('a worker started before the coordinator connects once it is up, and after 
     assert.equal(coord.endpoint, endpoint);
     const { peer, msg } = await next(iter(coord.messages()), 'early hello');
     assert.deepStrictEqual(msg, hello('early'));
-    await coord.send(peer, { type: 'ready', modelHash: 'x', dataId: null, dataEndpoint: null });
+    await coord.send(peer, { type: 'ready', modelHash: 'x', dataId: null, dataEndpoint: null, dataHash: null });
     const win = iter(worker.messages());
-    assert.deepStrictEqual(await next(win), { type: 'ready', modelHash: 'x', dataId: null, dataEndpoint: null });
+    assert.deepStrictEqual(await next(win), { type: 'ready', modelHash: 'x', dataId: null, dataEndpoint: null, dataHash: null });
 
     await coord.close();
     coord = null;
