@@ -26,6 +26,7 @@ import { updateRunningStats, type MicroBatchStats } from '../../coordinator/bnst
 import { finiteItems, type Unit } from '../../coordinator/dispatcher.js';
 import { GradientAccumulator } from '../../coordinator/reducer.js';
 import { CappedNet, cappedNetAvailable } from './netns.js';
+import { kernelCosts } from './sync_kernels.js';
 import { glooSeconds, launch, median, peerSeconds, withDeadline, type Place } from './sync_modes.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -89,6 +90,7 @@ async function inCoordinatorPlace(spec: PlaceSpec, mode: 'central' | 'peer', wor
 }
 
 const round = (x: number): number => Math.round(x * 1000) / 1000;
+const roundAll = (o: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, round(v)]));
 const arg = (args: string[], name: string): string | undefined => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
@@ -113,6 +115,8 @@ async function main(): Promise<void> {
   const rateMbit = Number(arg(args, '--rate-mbit') ?? 2000);
   const loadBefore = loadavg()[0];
   console.log(`load average before: ${loadBefore.toFixed(2)} (1 min)`);
+  const kernels = await kernelCosts(params >> 2);
+  console.log(`kernels, ns per element: ${JSON.stringify(kernels)}`);
   const results: Record<string, unknown>[] = [];
   const skipped: string[] = [];
   for (const l of links) {
@@ -143,7 +147,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  console.log(JSON.stringify({ bench: 'sync', params, chunkElems, results, ...(skipped.length ? { skipped } : {}),
+  console.log(JSON.stringify({ bench: 'sync', params, chunkElems, results, kernelNsPerElement: roundAll(kernels), ...(skipped.length ? { skipped } : {}),
     loadAverage: round(loadBefore), loadAverageAfter: round(loadavg()[0]) }));
 }
 
