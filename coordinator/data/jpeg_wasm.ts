@@ -3,8 +3,8 @@
  * default decompression, which is what Pillow uses (JDCT_ISLOW, fancy upsampling, jdcolor.c's YCbCr):
  *  - idct: dequantisation and jidctint.c's jpeg_idct_islow for a grid of 8×8 blocks (CONST_BITS 13,
  *    PASS1_BITS 2; pass 1 down the columns, descaled by 2^11 with rounding; pass 2 along the rows,
- *    descaled by 2^18; + 128 and clamped to 0..255 as libjpeg-turbo's SIMD IDCT does). Lanes = 4
- *    columns in pass 1, 4 rows in pass 2 (the workspace is transposed in between, 4×4 at a time). A
+ *    descaled by 2^18; + 128 and clamped to 0..255), laid out as libjpeg-turbo's SSE2 version (which
+ *    Pillow runs): int16 lanes, products as dot products of interleaved pairs, transposes in between. A
  *    block without AC coefficients is the constant ((DC·q << 2) + 16 >> 5) + 128, as both passes give.
  *    Each block is zeroed once read (the decoder then need not clear the coefficients before the next image).
  *  - ycc420 / ycc444: jdsample.c's h2v2_fancy_upsample of Cb and Cr (triangle filter: 3·nearer row +
@@ -19,78 +19,67 @@
  */
 import { assembleModule, const16, const32, constPair, get, inc, int, I32, locals, loop, set, tee, V, type Code, type WasmMemory } from './wasm_asm.js';
 
-const k = (c: number): Code => const32(c);
-/** i8x16.shuffle picking whole 32-bit lanes 0–7 of (x, y) */
-const shuf32 = (x: Code, y: Code, lanes: number[]): Code => [...x, ...y, ...V.shuffle(lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]))];
 const RGB_OF_RGBX = [0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 0, 0, 0, 0];
 
 // ---- idct(coef, quant, out, stride, bw, bh): blocks of 64 int16 (natural order) row by row; quant: 64 int16 ----
-const ws = Array.from({ length: 16 }, (_, i) => `w${i}`); // pass-1 rows: w[r] = columns 0–3, w[8 + r] = columns 4–7
+// As libjpeg-turbo's SSE2 jidctint: 8 columns in int16 lanes; each product of the 1-D IDCT as an
+// i32x4.dot_i16x8_s of interleaved pairs, the constants regrouped exactly (e.g. z1 = (z2 + z3)·c1,
+// tmp2 = z1 − z3·c2 becomes z2·c1 + z3·(c1 − c2)); 16-bit dequantisation, saturating packs to int16
+// after each pass and to bytes at the end.
 const xs = Array.from({ length: 8 }, (_, i) => `x${i}`);
-const D = locals(['coef', 'quant', 'out', 'stride', 'bw', 'bh'], ['bx', 'by', 'o', 'row'],
-  [...xs, ...ws, 'z1', 'z2', 'z3', 'z4', 'z5', 't0', 't1', 't2', 't3', 't10', 't11', 't12', 't13', 'a', 'b', 'c', 'd']);
+const lo = Array.from({ length: 8 }, (_, i) => `l${i}`);
+const D = locals(['coef', 'quant', 'out', 'stride', 'bw', 'bh'], ['bx', 'by', 'row'],
+  [...xs, ...lo, ...xs.map((_, r) => `n${r}`), 'z3', 'z4', 'p', 't0', 't1', 't2', 't3', 't10', 't11', 't12', 't13', 'u0', 'u1', 'u2', 'u3', 'y3', 'y4', 'a', 'b', 'c', 'd']);
 const g = (n: string): Code => get(D.at(n));
 const s = (n: string): Code => set(D.at(n));
 const add = (x: string, y: string): Code => [...g(x), ...g(y), ...V.add];
 const sub = (x: string, y: string): Code => [...g(x), ...g(y), ...V.sub];
-const mul = (x: Code, c: number): Code => [...x, ...k(c), ...V.mul];
+/** interleave the int16 lanes of x and y, low (lanes 0–3) or high half: (x0, y0, x1, y1, …) */
+const zip16 = (x: string, y: string, half: number): Code => [...g(x), ...g(y), ...V.shuffle(Array.from({ length: 16 }, (_, j) => 8 * half + (j & 1) + 2 * ((j >> 2) & 3) + ((j >> 1) & 1) * 16))];
+/** Σ of the pair (x·a + y·b) over the interleaved pair in local 'p' */
+const dot = (a: number, b: number): Code => [...g('p'), ...constPair(a, b), ...V.dot];
 
-/** One 1-D islow IDCT on 4 lanes: inputs i[0..7] (all read before any output is written), outputs o[0..7] >> bits. */
+/** One 1-D islow IDCT over 8 int16 lanes: i[0..7] → o[0..7] (int16, saturated) descaled by `bits`. */
 function idct1d(i: string[], o: string[], bits: number): Code {
-  return [
-    // even part
-    ...mul(add(i[2], i[6]), 4433), ...s('z1'),
-    ...g('z1'), ...mul(g(i[6]), -15137), ...V.add, ...s('t2'),
-    ...g('z1'), ...mul(g(i[2]), 6270), ...V.add, ...s('t3'),
-    ...add(i[0], i[4]), ...int(13), ...V.shl, ...k(1 << (bits - 1)), ...V.add, ...s('t0'), // rounding folded in here
-    ...sub(i[0], i[4]), ...int(13), ...V.shl, ...k(1 << (bits - 1)), ...V.add, ...s('t1'),
+  const half = (h: number): Code => [
+    // even part: tmp3 = z2·(c541 + c765) + z3·c541, tmp2 = z2·c541 + z3·(c541 − c1847); tmp0/1 = (z0 ± z4) << 13
+    ...zip16(i[2], i[6], h), ...s('p'), ...dot(10703, 4433), ...s('t3'), ...dot(4433, -10704), ...s('t2'),
+    ...zip16(i[0], i[4], h), ...s('p'), ...dot(8192, 8192), ...const32(1 << (bits - 1)), ...V.add, ...s('t0'),
+    ...dot(8192, -8192), ...const32(1 << (bits - 1)), ...V.add, ...s('t1'),
     ...add('t0', 't3'), ...s('t10'), ...sub('t0', 't3'), ...s('t13'), ...add('t1', 't2'), ...s('t11'), ...sub('t1', 't2'), ...s('t12'),
-    // odd part: i7, i5, i3, i1
-    ...add(i[7], i[1]), ...s('z1'), ...add(i[5], i[3]), ...s('z2'), ...add(i[7], i[3]), ...s('z3'), ...add(i[5], i[1]), ...s('z4'),
-    ...mul(add('z3', 'z4'), 9633), ...s('z5'),
-    ...mul(g('z3'), -16069), ...g('z5'), ...V.add, ...s('z3'),
-    ...mul(g('z4'), -3196), ...g('z5'), ...V.add, ...s('z4'),
-    ...mul(g('z1'), -7373), ...s('z1'), ...mul(g('z2'), -20995), ...s('z2'),
-    ...mul(g(i[7]), 2446), ...add('z1', 'z3'), ...V.add, ...s('t0'),
-    ...mul(g(i[5]), 16819), ...add('z2', 'z4'), ...V.add, ...s('t1'),
-    ...mul(g(i[3]), 25172), ...add('z2', 'z3'), ...V.add, ...s('t2'),
-    ...mul(g(i[1]), 12299), ...add('z1', 'z4'), ...V.add, ...s('t3'),
-    ...([[0, 't10', 't3'], [1, 't11', 't2'], [2, 't12', 't1'], [3, 't13', 't0']] as const).flatMap(([r, e, od]) => [
-      ...add(e, od), ...int(bits), ...V.shr, ...s(o[r]), ...sub(e, od), ...int(bits), ...V.shr, ...s(o[7 - r])]),
+    // odd part: z3 = i7 + i3, z4 = i5 + i1 (int16); z3·(c1175 − c1961) + z4·c1175, z3·c1175 + z4·(c1175 − c390)
+    ...zip16('z3', 'z4', h), ...s('p'), ...dot(-6436, 9633), ...s('y3'), ...dot(9633, 6437), ...s('y4'),
+    ...zip16(i[7], i[1], h), ...s('p'), ...dot(-4927, -7373), ...g('y3'), ...V.add, ...s('u0'), ...dot(-7373, 4926), ...g('y4'), ...V.add, ...s('u3'),
+    ...zip16(i[5], i[3], h), ...s('p'), ...dot(-4176, -20995), ...g('y4'), ...V.add, ...s('u1'), ...dot(-20995, 4177), ...g('y3'), ...V.add, ...s('u2'),
+    ...([[0, 't10', 'u3'], [1, 't11', 'u2'], [2, 't12', 'u1'], [3, 't13', 'u0']] as const).flatMap(([r, e, od]) => [
+      ...add(e, od), ...int(bits), ...V.shr, ...(h ? [...s('a'), ...g(lo[r]), ...g('a'), ...V.pack16, ...s(`n${r}`)] : s(lo[r])),
+      ...sub(e, od), ...int(bits), ...V.shr, ...(h ? [...s('a'), ...g(lo[7 - r]), ...g('a'), ...V.pack16, ...s(`n${7 - r}`)] : s(lo[7 - r]))]),
   ];
-}
-
-/** 4×4 transpose of the 32-bit lanes of locals a, b, c, d into out[0..3] */
-function transpose(a: string, b: string, c: string, d: string, out: string[]): Code {
   return [
-    ...shuf32(g(a), g(b), [0, 4, 1, 5]), ...s('t0'), ...shuf32(g(a), g(b), [2, 6, 3, 7]), ...s('t1'),
-    ...shuf32(g(c), g(d), [0, 4, 1, 5]), ...s('t2'), ...shuf32(g(c), g(d), [2, 6, 3, 7]), ...s('t3'),
-    ...shuf32(g('t0'), g('t2'), [0, 1, 4, 5]), ...s(out[0]), ...shuf32(g('t0'), g('t2'), [2, 3, 6, 7]), ...s(out[1]),
-    ...shuf32(g('t1'), g('t3'), [0, 1, 4, 5]), ...s(out[2]), ...shuf32(g('t1'), g('t3'), [2, 3, 6, 7]), ...s(out[3]),
+    ...g(i[7]), ...g(i[3]), ...V.add16, ...s('z3'), ...g(i[5]), ...g(i[1]), ...V.add16, ...s('z4'),
+    ...half(0), ...half(1), // the low half's results wait in l0…l7, both halves packed into n0…n7
+    ...o.flatMap((name, r) => [...g(`n${r}`), ...s(name)]),
   ];
 }
 
-/** columns c0, c1 (4 rows each) + 128 → 8 saturated bytes, c0's then c1's */
-const bytes2 = (c0: string, c1: string): Code => [...g(c0), ...k(128), ...V.add, ...g(c1), ...k(128), ...V.add, ...V.pack16];
-/** row r of the 4 rows in 'a' (columns 0–3, 4 bytes a column) and 'b' (columns 4–7) */
-const rowLanes = (r: number): number[] => [0, 4, 8, 12, 16, 20, 24, 28].map((l) => l + r);
+/** 8×8 transpose of the int16 lanes of x0…x7 (in place), by three rounds of interleaving */
+function transpose8(): Code {
+  const zip = (bytes: number, half: number): number[] => Array.from({ length: 16 }, (_, j) => {
+    const unit = Math.floor(j / bytes);
+    return 8 * half + (unit >> 1) * bytes + (j % bytes) + (unit & 1) * 16;
+  });
+  const round = (bytes: number, pairs: [number, number][]): Code => [
+    ...pairs.flatMap(([a, b], k) => [
+      ...g(xs[a]), ...g(xs[b]), ...V.shuffle(zip(bytes, 0)), ...s(lo[2 * k]), ...g(xs[a]), ...g(xs[b]), ...V.shuffle(zip(bytes, 1)), ...s(lo[2 * k + 1])]),
+    ...lo.flatMap((l, j) => [...g(l), ...s(xs[j])]),
+  ];
+  return [
+    ...round(2, [[0, 1], [2, 3], [4, 5], [6, 7]]), // (r0c0 r1c0 r0c1 r1c1 …)
+    ...round(4, [[0, 2], [1, 3], [4, 6], [5, 7]]),
+    ...round(8, [[0, 4], [1, 5], [2, 6], [3, 7]]),
+  ];
+}
 
-const pass1 = (half: number): Code => [
-  ...xs.flatMap((x, r) => [...g('coef'), ...V.load(16 * r), ...(half ? V.ext32sHi : V.ext32sLo), ...g('quant'), ...V.load(16 * r), ...(half ? V.ext32sHi : V.ext32sLo), ...V.mul, ...s(x)]),
-  ...idct1d(xs, ws.slice(8 * half, 8 * half + 8), 11),
-];
-/** rows 4·grp … 4·grp+3: transpose the workspace, pass 2, store 4 rows of 8 bytes */
-const pass2 = (grp: number): Code => [
-  ...transpose(ws[4 * grp], ws[4 * grp + 1], ws[4 * grp + 2], ws[4 * grp + 3], xs.slice(0, 4)),
-  ...transpose(ws[8 + 4 * grp], ws[8 + 4 * grp + 1], ws[8 + 4 * grp + 2], ws[8 + 4 * grp + 3], xs.slice(4, 8)),
-  ...idct1d(xs, xs, 18),
-  ...bytes2('x0', 'x1'), ...bytes2('x2', 'x3'), ...V.pack8, ...s('a'), ...bytes2('x4', 'x5'), ...bytes2('x6', 'x7'), ...V.pack8, ...s('b'),
-  ...[0, 2].flatMap((r) => [
-    ...g('a'), ...g('b'), ...V.shuffle([...rowLanes(r), ...rowLanes(r + 1)]), ...s('c'),
-    ...g('row'), ...g('c'), ...V.store64lane(0), ...inc(D.at('row'), g('stride')),
-    ...g('row'), ...g('c'), ...V.store64lane(1), ...inc(D.at('row'), g('stride')),
-  ]),
-];
 /** no AC coefficient: 8 rows of the clamped DC value */
 const dcOnly: Code = [
   ...g('coef'), 0x2e, 1, 0, ...g('quant'), 0x2e, 1, 0, ...I32.mul, ...int(2), ...I32.shl, ...int(16), ...I32.add, ...int(5), ...I32.shrS, ...int(128), ...I32.add,
@@ -100,10 +89,20 @@ const dcOnly: Code = [
 const anyAc: Code = [
   ...g('coef'), ...V.load(0), ...V.zeroLane0, ...[1, 2, 3, 4, 5, 6, 7].flatMap((r) => [...g('coef'), ...V.load(16 * r), ...V.or]), ...V.anyTrue,
 ];
+/** the block: dequantise, pass 1 (columns), transpose, pass 2 (rows), transpose, + 128 to bytes, 8 rows out */
+const fullIdct: Code = [
+  ...xs.flatMap((x, r) => [...g('coef'), ...V.load(16 * r), ...g('quant'), ...V.load(16 * r), ...V.mul16, ...s(x)]),
+  ...idct1d(xs, xs, 11), ...transpose8(), ...idct1d(xs, xs, 18), ...transpose8(),
+  ...[0, 2, 4, 6].flatMap((r) => [
+    ...g(xs[r]), ...g(xs[r + 1]), ...V.pack8s, ...const32(0x80808080 | 0), ...V.xor, ...s('c'),
+    ...g('row'), ...g('c'), ...V.store64lane(0), ...inc(D.at('row'), g('stride')),
+    ...g('row'), ...g('c'), ...V.store64lane(1), ...inc(D.at('row'), g('stride')),
+  ]),
+];
 const IDCT = loop(D.at('by'), D.at('bh'), int(1), [
   ...loop(D.at('bx'), D.at('bw'), int(1), [
     ...g('out'), ...g('bx'), ...int(3), ...I32.shl, ...I32.add, ...s('row'),
-    ...anyAc, 0x04, 0x40, ...pass1(0), ...pass1(1), ...pass2(0), ...pass2(1), 0x05, ...dcOnly, 0x0b,
+    ...anyAc, 0x04, 0x40, ...fullIdct, 0x05, ...dcOnly, 0x0b,
     ...Array.from({ length: 8 }, (_, r) => [...g('coef'), ...const32(0), ...V.store(16 * r)]).flat(), // leave the block zero for the next image
     ...inc(D.at('coef'), int(128)),
   ]),

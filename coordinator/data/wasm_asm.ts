@@ -25,7 +25,7 @@ export const V = {
   pack8: simd(102), pack16: simd(133), ext16lo: simd(137), ext16hi: simd(138), ext32sLo: simd(167), ext32sHi: simd(168), ext32lo: simd(169), ext32hi: simd(170),
   add16: simd(142), sub16: simd(145), mul16: simd(149), shr16: simd(140),
   shl: simd(171), shr: simd(172), add: simd(174), sub: simd(177), mul: simd(181), min: simd(182), max: simd(184),
-  mulLo: simd(188), mulHi: simd(189), anyTrue: simd(83), zeroLane0: [...[0x41, 0], ...simd(26, 0)], and: simd(78), dot: simd(186),
+  mulLo: simd(188), mulHi: simd(189), anyTrue: simd(83), zeroLane0: [...[0x41, 0], ...simd(26, 0)], and: simd(78), xor: simd(81), dot: simd(186), pack8s: simd(101),
 };
 /** v128.const of 4 equal i32 lanes or 8 equal i16 lanes (cheaper than a splat inside a loop) */
 export const const32 = (v: number): Code => simd(12, ...Array.from({ length: 4 }, () => [v & 255, (v >> 8) & 255, (v >> 16) & 255, (v >>> 24) & 255]).flat());
