@@ -16,10 +16,10 @@ export interface Coeffs {
   offset: Int32Array;
   weights: Int32Array;
   kmax: number;
-  /** WebAssembly records, `recInts` ints each: [first·3, w0 and w1 as int16 pairs of 11-bit halves] if kmax ≤ 2, else [count, first·3, w…]. */
+  /** Horizontal-pass records, `recInts` ints each: [first·3, lo, hi] if kmax ≤ 2, else [tap pairs, first·3, lo, hi, …]. */
   rec: Int32Array;
   recInts: number;
-  /** Vertical-pass records, vrecInts each: [tap pairs, first, weights of each pair as h2's lo, hi]. */
+  /** Vertical-pass records, vrecInts ints each: [tap pairs, first, lo, hi, …]. */
   vrec: Int32Array;
   vrecInts: number;
 }
@@ -58,30 +58,28 @@ function buildCoeffs(inSize: number, outSize: number): Coeffs {
   }
   const weights = Int32Array.from(packed);
   const kmax = count.reduce((m, c) => Math.max(m, c), 0);
-  const recInts = kmax <= 2 ? 3 : 2 + kmax;
-  const rec = new Int32Array(outSize * recInts);
-  for (let i = 0; i < outSize; i++) {
-    const r = i * recInts;
-    const w = weights.subarray(offset[i], offset[i] + count[i]);
-    if (kmax <= 2) {
-      const [w0, w1] = [w[0] ?? 0, w[1] ?? 0]; // ≤ 2^22: 11-bit halves for the kernel's int16 dot products
-      rec.set([first[i] * 3, (w0 & 2047) | ((w1 & 2047) << 16), (w0 >> 11) | ((w1 >> 11) << 16)], r);
-    }
-    else {
-      rec.set([count[i], first[i] * 3], r);
-      rec.set(w, r + 2);
-    }
-  }
-  const vrecInts = 2 + 2 * Math.ceil(kmax / 2);
-  const vrec = new Int32Array(outSize * vrecInts);
-  for (let i = 0; i < outSize; i++) {
-    vrec.set([Math.ceil(count[i] / 2), first[i]], i * vrecInts);
+  // taps two at a time, each pair's weights (≤ 2^22) split exactly into 11-bit halves packed as int16 pairs
+  // (lo = w0 & 2047 | (w1 & 2047) << 16, hi = w0 >> 11 | (w1 >> 11) << 16) for the kernels' dot products
+  const pairs = (i: number): number[] => {
+    const out: number[] = [];
     for (let t = 0; t < count[i]; t += 2) {
       const w0 = weights[offset[i] + t];
       const w1 = t + 1 < count[i] ? weights[offset[i] + t + 1] : 0;
-      vrec.set([(w0 & 2047) | ((w1 & 2047) << 16), (w0 >> 11) | ((w1 >> 11) << 16)], i * vrecInts + 2 + t);
+      out.push((w0 & 2047) | ((w1 & 2047) << 16), (w0 >> 11) | ((w1 >> 11) << 16));
     }
+    return out;
+  };
+  const pairInts = 2 + 2 * Math.ceil(kmax / 2);
+  const recInts = kmax <= 2 ? 3 : pairInts;
+  const rec = new Int32Array(outSize * recInts);
+  const vrec = new Int32Array(outSize * pairInts);
+  for (let i = 0; i < outSize; i++) {
+    const w = pairs(i);
+    if (kmax <= 2) rec.set([first[i] * 3, w[0] ?? 0, w[1] ?? 0], i * recInts);
+    else rec.set([Math.ceil(count[i] / 2), first[i] * 3, ...w], i * recInts);
+    vrec.set([Math.ceil(count[i] / 2), first[i], ...w], i * pairInts);
   }
+  const vrecInts = pairInts;
   return { first, count, offset, weights, kmax, rec, recInts, vrec, vrecInts };
 }
 

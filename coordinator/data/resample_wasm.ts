@@ -2,8 +2,8 @@
  * The WebAssembly SIMD kernels of resample.ts, assembled here from the opcodes (wasm_asm.ts; no build step,
  * no opaque blob). Same integer arithmetic as Pillow's Resample.c (see resample.ts): 32-bit sums starting at
  * 2^21, shifted right by 22, narrowed with saturation (exactly Pillow's clip to 0..255).
- *  - h2 / hN: the horizontal pass, one output pixel per step, lanes = R, G, B, junk; h2 (two taps, every
- *    up-sampling) as int16 dot products with the 22-bit weights split exactly into 11-bit halves;
+ *  - h2 / hN: the horizontal pass, one output pixel per step, lanes = R, G, B, junk; two taps at a time as
+ *    int16 dot products, the 22-bit weights split exactly into 11-bit halves (h2: the two-tap up-sampling);
  *  - vN: the vertical pass, 16 bytes of a row per step, two rows at a time as int16 dot products;
  *  - rgbx: RGBX → RGB in place (the reference JPEG decoder's 4-byte pixels, packed before the passes);
  *  - bgr: R and B swapped in place (the model's BGR order, applied to the result before it is copied out).
@@ -13,7 +13,6 @@ import { assembleModule, get, inc, int, load, locals, loop, set, simd, tee, V, A
 /** i32x4 sum in local `a` → >> 22 → saturate to u8 (lanes 0–2 are R, G, B), left on the stack. */
 const pack = (a: number): Code => [...get(a), ...int(22), ...V.shr, ...tee(a), ...get(a), ...V.pack16, ...tee(a), ...get(a), ...V.pack8];
 const HALF = 1 << 21;
-const tapH = (acc: number, p: number, px: number, w: Code): Code => [...get(acc), ...get(p), ...V.load8x8u(px), ...V.ext32lo, ...w, ...V.mul, ...V.add, ...set(acc)];
 
 // Kernels (params first, then locals, by index). Horizontal: one output pixel per step, lanes = R, G, B, junk:
 //   for each row, for each record t: acc = 2^21 + Σ_k widen(src[row + t.off + 3k …]) · t.w[k];
@@ -27,11 +26,22 @@ const H2 = [...int(HALF), ...V.splat, ...set(11), ...get(5), ...set(10), ...loop
   ...get(2), ...get(8), ...load(0), ADD, ...V.load(), ...simd(12, ...PAIRS), ...simd(14), ...set(12),
   ...get(12), ...get(8), ...V.loadSplat(4), ...V.dot, ...get(12), ...get(8), ...V.loadSplat(8), ...V.dot, ...int(11), ...V.shl, ...V.add, ...get(11), ...V.add, ...set(12),
   ...get(10), ...pack(12), ...V.store3, ...inc(10, int(3)), ...inc(8, int(12))]), ...inc(2, get(3))])];
-// hN(tab, recBytes, n, src, stride, rows, dst), records [count, first·3, w…]; locals r 7, x 8, k 9, cnt 10, t 11, p 12, w 13, o 14, half 15, acc 16
-const HN = [...int(HALF), ...V.splat, ...set(15), ...get(6), ...set(14), ...loop(7, 5, int(1), [...get(0), ...set(11), ...loop(8, 2, int(1), [
-  ...get(11), ...load(0), ...set(10), ...get(3), ...get(11), ...load(4), ADD, ...set(12), ...get(11), ...int(8), ADD, ...set(13), ...get(15), ...set(16),
-  ...loop(9, 10, int(1), [...tapH(16, 12, 0, [...get(13), ...V.loadSplat(0)]), ...inc(12, int(3)), ...inc(13, int(4))]),
-  ...get(14), ...pack(16), ...V.store3, ...inc(14, int(3)), ...inc(11, get(1))]), ...inc(3, get(4))])];
+// hN(tab, recBytes, n, src, stride, rows, dst), records [pairs, first·3, lo0, hi0, lo1, hi1, …]: taps two
+// pixels at a time as h2 does (a last odd tap pairs with the next pixel at weight 0).
+const HL = locals(['tab', 'recBytes', 'n', 'src', 'stride', 'rows', 'dst'], ['r', 'x', 'k', 'cnt', 't', 'p', 'w', 'o'], ['half', 'acc', 'px']);
+const hg = (name: string): Code => get(HL.at(name));
+const hs = (name: string): Code => set(HL.at(name));
+const HN = [...int(HALF), ...V.splat, ...hs('half'), ...hg('dst'), ...hs('o'), ...loop(HL.at('r'), HL.at('rows'), int(1), [
+  ...hg('tab'), ...hs('t'),
+  ...loop(HL.at('x'), HL.at('n'), int(1), [
+    ...hg('t'), ...load(0), ...hs('cnt'), ...hg('src'), ...hg('t'), ...load(4), ADD, ...hs('p'), ...hg('t'), ...int(8), ADD, ...hs('w'), ...hg('half'), ...hs('acc'),
+    ...loop(HL.at('k'), HL.at('cnt'), int(1), [
+      ...hg('p'), ...V.load(), ...simd(12, ...PAIRS), ...simd(14), ...hs('px'),
+      ...hg('px'), ...hg('w'), ...V.loadSplat(0), ...V.dot, ...hg('px'), ...hg('w'), ...V.loadSplat(4), ...V.dot, ...int(11), ...V.shl, ...V.add, ...hg('acc'), ...V.add, ...hs('acc'),
+      ...inc(HL.at('p'), int(6)), ...inc(HL.at('w'), int(8))]),
+    ...hg('o'), ...pack(HL.at('acc')), ...V.store3, ...inc(HL.at('o'), int(3)), ...inc(HL.at('t'), hg('recBytes'))]),
+  ...inc(HL.at('src'), hg('stride'))])];
+
 // Vertical: 16 bytes of a row per step, four i32x4 sums: out[i…i+15] = pack(2^21 + Σ_k src[off + k·stride + i…] · w[k]).
 // vN(tab, recBytes, rows, src, stride, dst, n), records [pairs, first row, lo0, hi0, lo1, hi1, …] (row r at
 // src + r·stride): taps two rows at a time, weights of a pair as int16 pairs of 11-bit halves (as h2). The
@@ -84,7 +94,7 @@ export interface Kernels { mem: WasmMemory; h2: Kernel; hN: Kernel; vN: Kernel; 
 export function assemble(): Kernels | null {
   return assembleModule([
     { name: 'h2', params: 6, i32s: 5, v128s: 2, code: H2 },
-    { name: 'hN', params: 7, i32s: 8, v128s: 2, code: HN },
+    { name: 'hN', params: HL.params, i32s: HL.i32s, v128s: HL.v128s, code: HN },
     { name: 'vN', params: VL.params, i32s: VL.i32s, v128s: VL.v128s, code: VN },
     { name: 'rgbx', params: 2, i32s: 3, v128s: 0, code: RGBX },
     { name: 'bgr', params: 2, i32s: 2, v128s: 3, code: BGR },
