@@ -1,5 +1,9 @@
 # syntax=docker/dockerfile:1
-# The GPU worker. @tensorflow/tfjs-node-gpu 4.22 downloads libtensorflow 2.9.1 built for CUDA 11.2 and
+# The GPU worker on CUDA 11.2: the fallback. For A100 and H100 take docker/worker-webgpu.Dockerfile
+# (Vulkan, no CUDA) or docker/worker-cuda12.Dockerfile (libtensorflow 2.18, CUDA 12.5, cuDNN 9.3; by
+# default built from source with sm_80 and sm_90 kernels); this one remains for older GPUs (up to sm_75)
+# and nodes whose driver is too old for CUDA 12.
+# @tensorflow/tfjs-node-gpu 4.22 downloads libtensorflow 2.9.1 built for CUDA 11.2 and
 # cuDNN 8.1, so the base is NVIDIA's CUDA 11.2 runtime with cuDNN 8 (8.1.1 in the 11.2.2 images).
 # The node needs an NVIDIA driver >= 460.32 (CUDA 11.2) and the NVIDIA container toolkit; on
 # Kubernetes, the NVIDIA device plugin (k8s/base/worker.yaml requests nvidia.com/gpu: 1).

@@ -3,9 +3,11 @@
  * (as written, and as each overlay renders it: base + generated ConfigMap + JSON patches) validates
  * against the Kubernetes API schemas (kubernetes-models); the Service selects the coordinator pod and
  * its port is the one the config binds and the workers dial; the workers are an Indexed Job of GPU
- * pods with --backend gpu; the coordinator resumes; the ConfigMap's config validates against
- * configs/schema.json, and the paper overlay's is configs/paper.json. Where kubectl is installed, its
- * kustomize renders the overlays exactly as this test does.
+ * pods with --backend gpu (the CUDA image), or under overlays/webgpu/ with --backend webgpu, the webgpu
+ * image and the driver's graphics capability (Vulkan); the coordinator resumes, each overlay in a run
+ * dir of its own; the ConfigMap's config validates against configs/schema.json, and the paper
+ * overlay's is configs/paper.json. Where kubectl is installed, its kustomize renders the overlays
+ * exactly as this test does.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,16 +74,26 @@ function applyJsonPatch(target: Obj, ops: Obj[], where: string): void {
   }
 }
 
-/** What `kubectl kustomize DIR` outputs, for the features these manifests use (checked against kubectl below). */
-function render(dir: string): Obj[] {
+/**
+ * What `kubectl kustomize DIR` outputs, for the features these manifests use (checked against kubectl
+ * below). A Component (kind Component, listed under `components:`) is rendered into the objects its
+ * parent has accumulated so far, after the parent's resources and before its generators and patches,
+ * as kustomize does.
+ */
+function render(dir: string, into?: Obj[]): Obj[] {
   const k = parseFile(join(dir, 'kustomization.yaml'))[0] as Obj;
-  const known = ['apiVersion', 'kind', 'resources', 'configMapGenerator', 'generatorOptions', 'patches', 'images', 'namespace'];
+  const known = ['apiVersion', 'kind', 'resources', 'components', 'configMapGenerator', 'generatorOptions', 'patches', 'images', 'namespace'];
   assert.deepEqual(Object.keys(k).filter((x) => !known.includes(x)), [], `${dir}: only ${known.join(', ')} are supported here`);
-  const out: Obj[] = [];
+  assert.equal(k.kind === 'Component', into !== undefined, `${relative(repoRoot, dir)}: a Component is used through components:, a Kustomization through resources:`);
+  const out: Obj[] = into ?? [];
   for (const r of k.resources ?? []) {
     const p = join(dir, r);
     assert.ok(existsSync(p), `${relative(repoRoot, dir)}: resource ${r} exists`);
     out.push(...(statSync(p).isDirectory() ? render(p) : (parseFile(p) as Obj[])));
+  }
+  for (const c of k.components ?? []) {
+    assert.ok(existsSync(join(dir, c, 'kustomization.yaml')), `${relative(repoRoot, dir)}: component ${c} exists`);
+    render(join(dir, c), out);
   }
   for (const g of k.configMapGenerator ?? []) {
     assert.equal(k.generatorOptions?.disableNameSuffixHash, true, 'generated names are fixed (the pods refer to them)');
@@ -108,8 +120,16 @@ function render(dir: string): Obj[] {
 }
 
 const overlaysDir = join(k8sDir, 'overlays');
-const overlays = readdirSync(overlaysDir).map((name) => ({ name, dir: join(overlaysDir, name) }))
-  .filter((o) => existsSync(join(o.dir, 'kustomization.yaml')));
+/** Every Kustomization under overlays/ (webgpu/ nests its smoke variant), not the Components. */
+function findOverlays(dir: string): { name: string; dir: string }[] {
+  const file = join(dir, 'kustomization.yaml');
+  const here = existsSync(file) && (parseFile(file)[0] as Obj).kind !== 'Component' ? [{ name: relative(overlaysDir, dir), dir }] : [];
+  const below = readdirSync(dir).map((f) => join(dir, f)).filter((p) => statSync(p).isDirectory()).flatMap(findOverlays);
+  return [...here, ...below];
+}
+const overlays = findOverlays(overlaysDir);
+/** Overlays whose workers compute on webgpu (Vulkan) rather than tfjs-node-gpu (CUDA). */
+const isWebGpuOverlay = (name: string) => name === 'webgpu' || name.startsWith('webgpu/');
 const find = (objs: Obj[], kind: string, name: string): Obj => {
   const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
   assert.ok(o, `${kind} ${name} is there`);
@@ -121,6 +141,13 @@ function envOf(c: Obj, fieldRefs = '0'): Record<string, string> {
   const env: Record<string, string> = {};
   for (const e of c.env ?? []) env[e.name] = e.valueFrom ? fieldRefs : String(e.value).replace(/\$\((\w+)\)/g, (m, v: string) => env[v] ?? m);
   return env;
+}
+/** The coordinator's run dir (--run-dir with its $(VARS) expanded). */
+function runDirOf(objs: Obj[]): string {
+  const cc = find(objs, 'Job', 'coordinator').spec.template.spec.containers[0];
+  const args: string[] = [...(cc.command ?? []), ...cc.args];
+  const env = envOf(cc);
+  return args[args.indexOf('--run-dir') + 1].replace(/\$\((\w+)\)/g, (_m, v: string) => env[v]);
 }
 
 test('every YAML document under k8s/ parses, and every Kubernetes object in it validates', () => {
@@ -180,12 +207,12 @@ for (const { name, dir } of overlays) {
 
     // the coordinator resumes; its run dir is on the runs volume; the dataset is read-only
     assert.ok(args.includes('--resume'), 'coordinator start --resume');
-    const env = envOf(cc);
-    const runDir = args[args.indexOf('--run-dir') + 1].replace(/\$\((\w+)\)/g, (_m, v: string) => env[v]);
+    const runDir = runDirOf(objs);
     const volumes = Object.fromEntries(coord.spec.template.spec.volumes.map((v: Obj) => [v.name, v]));
     const runsMount = cc.volumeMounts.find((m: Obj) => runDir.startsWith(`${m.mountPath}/`));
     assert.ok(runsMount && volumes[runsMount.name].persistentVolumeClaim, `run dir ${runDir} is on a persistent volume`);
-    if (name === 'paper' || name === 'smoke') assert.equal(runDir, `/runs/${name}`, 'each overlay has its own run dir');
+    const expectedRunDir: Record<string, string> = { paper: '/runs/paper', smoke: '/runs/smoke', webgpu: '/runs/paper-webgpu', 'webgpu/smoke': '/runs/smoke-webgpu' };
+    if (expectedRunDir[name]) assert.equal(runDir, expectedRunDir[name], 'each overlay has its own run dir');
     for (const m of cc.volumeMounts.filter((x: Obj) => x.name === 'dataset')) {
       assert.equal(m.readOnly, true, 'dataset mounted read-only');
       const pvc = volumes.dataset.persistentVolumeClaim;
@@ -199,15 +226,25 @@ for (const { name, dir } of overlays) {
       assert.ok(job.spec.template.spec.terminationGracePeriodSeconds > 0, 'grace period set');
     }
 
-    // the workers: an Indexed Job of GPU pods forced onto the GPU, dialling the Service
+    // the workers: an Indexed Job of GPU pods forced onto the GPU (CUDA, or Vulkan under webgpu/), dialling the Service
     assert.equal(workers.spec.completionMode, 'Indexed');
     assert.equal(workers.spec.parallelism, workers.spec.completions, 'parallelism = completions');
     assert.ok(workers.spec.completions >= config.workers.minWorkers, 'enough workers for workers.minWorkers');
     const wc = workers.spec.template.spec.containers[0];
     assert.equal(String(wc.resources.limits['nvidia.com/gpu']), '1', 'one GPU per worker');
     const wargs: string[] = wc.args;
-    assert.equal(wargs[wargs.indexOf('--backend') + 1], 'gpu', '--backend gpu');
     const wenv = envOf(wc);
+    const imageName = String(wc.image).replace(/[:@].*$/, '');
+    if (isWebGpuOverlay(name)) {
+      assert.equal(wargs[wargs.indexOf('--backend') + 1], 'webgpu', '--backend webgpu');
+      assert.equal(imageName, 'multires-face/worker-webgpu', 'the webgpu image (docker/worker-webgpu.Dockerfile)');
+      // the NVIDIA container toolkit mounts the Vulkan ICD only with the graphics capability
+      const caps = (wenv.NVIDIA_DRIVER_CAPABILITIES ?? '').split(',').map((s) => s.trim());
+      for (const cap of ['compute', 'utility', 'graphics']) assert.ok(caps.includes(cap) || caps.includes('all'), `NVIDIA_DRIVER_CAPABILITIES has ${cap}: ${wenv.NVIDIA_DRIVER_CAPABILITIES}`);
+    } else {
+      assert.equal(wargs[wargs.indexOf('--backend') + 1], 'gpu', '--backend gpu');
+      assert.equal(imageName, 'multires-face/worker', 'the CUDA image (docker/worker.Dockerfile or worker-cuda12.Dockerfile)');
+    }
     assert.equal(wenv.WORKER_BACKEND, undefined, 'no WORKER_BACKEND to contradict --backend');
     assert.equal(wenv.WORKER_COORDINATOR, `tcp://${service.metadata.name}:${svcPort.port}`, 'workers dial the Service');
     assert.equal(wenv.WORKER_NAME, 'worker-0', 'named after the completion index');
@@ -217,15 +254,37 @@ for (const { name, dir } of overlays) {
   });
 }
 
-test('the worker CLI accepts the environment the worker Job gives it', () => {
-  const workers = find(render(join(overlaysDir, 'paper')), 'Job', 'worker');
-  const env = envOf(workers.spec.template.spec.containers[0]);
+test('every overlay has a run dir of its own', () => {
+  const dirs = overlays.map(({ name, dir }) => [name, runDirOf(render(dir))] as const);
+  assert.equal(new Set(dirs.map(([, d]) => d)).size, dirs.length, `run dirs: ${JSON.stringify(dirs)}`);
+});
+
+test('the webgpu overlays are their CUDA counterparts but for the workers\' image, backend and capabilities, and the run name', () => {
+  const strip = (objs: Obj[]) => {
+    const copy = structuredClone(objs);
+    const wc = find(copy, 'Job', 'worker').spec.template.spec.containers[0];
+    delete wc.image;
+    delete wc.args;
+    wc.env = wc.env.filter((e: Obj) => e.name !== 'NVIDIA_DRIVER_CAPABILITIES');
+    find(copy, 'Job', 'coordinator').spec.template.spec.containers[0].env[0].value = 'RUN';
+    return copy;
+  };
+  for (const [webgpu, cuda] of [['webgpu', 'paper'], ['webgpu/smoke', 'smoke']]) {
+    assert.deepEqual(strip(render(join(overlaysDir, webgpu))), strip(render(join(overlaysDir, cuda))), `${webgpu} vs ${cuda}`);
+  }
+});
+
+test('the worker CLI accepts the environment the worker Job gives it, in every overlay', () => {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WORKER_')));
-  // --check-backend with the cpu backend: parses every option (strict: an unknown WORKER_* fails), loads fast
-  const r = spawnSync(process.execPath, [join(repoRoot, 'dist', 'worker', 'cli.js'), '--check-backend', '--backend', 'cpu'], {
-    env: { ...clean, ...env }, encoding: 'utf8',
-  });
-  assert.equal(r.status, 0, r.stderr);
+  for (const { name, dir } of overlays) {
+    const workers = find(render(dir), 'Job', 'worker');
+    const env = envOf(workers.spec.template.spec.containers[0]);
+    // --check-backend with the cpu backend: parses every option (strict: an unknown WORKER_* fails), loads fast
+    const r = spawnSync(process.execPath, [join(repoRoot, 'dist', 'worker', 'cli.js'), '--check-backend', '--backend', 'cpu'], {
+      env: { ...clean, ...env }, encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, `overlay ${name}: ${r.stderr}`);
+  }
 });
 
 test('the paper overlay trains with configs/paper.json; the example PV fits the dataset claim', () => {
