@@ -31,53 +31,58 @@ function buildCoeffs(inSize: number, outSize: number): Coeffs {
   const scale = inSize / outSize;
   const filterScale = scale < 1 ? 1 : scale;
   const support = filterScale; // BILINEAR's support is 1.0
+  const ss = 1 / filterScale; // Pillow multiplies by 1/filterscale
+  const ksize = Math.ceil(support) * 2 + 1;
   const first = new Int32Array(outSize);
   const count = new Int32Array(outSize);
   const offset = new Int32Array(outSize);
-  const packed: number[] = [];
+  const all = new Int32Array(outSize * ksize);
+  const w = new Float64Array(ksize);
+  let n = 0;
+  let kmax = 0;
   for (let i = 0; i < outSize; i++) {
     const center = (i + 0.5) * scale;
     const lo = Math.max(0, Math.trunc(center - support + 0.5));
     const hi = Math.min(inSize, Math.trunc(center + support + 0.5));
-    const w: number[] = [];
     let sum = 0;
     for (let x = lo; x < hi; x++) {
-      const d = Math.abs((x - center + 0.5) / filterScale); // Pillow multiplies by 1/filterscale
-      w.push(d < 1 ? 1 - d : 0);
-      sum += w[w.length - 1];
+      const d = Math.abs((x - center + 0.5) * ss);
+      w[x - lo] = d < 1 ? 1 - d : 0;
+      sum += w[x - lo];
     }
-    const fixed = w.map((v) => Math.trunc(0.5 + (sum !== 0 ? v / sum : v) * ONE)); // never negative here
     let a = 0;
-    let b = fixed.length;
-    while (a < b && fixed[a] === 0) a++;
-    while (b > a && fixed[b - 1] === 0) b--;
+    let b = hi - lo;
+    for (let x = 0; x < b; x++) w[x] = Math.trunc(0.5 + (sum !== 0 ? w[x] / sum : w[x]) * ONE); // never negative here
+    while (a < b && w[a] === 0) a++;
+    while (b > a && w[b - 1] === 0) b--;
     first[i] = lo + a;
     count[i] = b - a;
-    offset[i] = packed.length;
-    for (let x = a; x < b; x++) packed.push(fixed[x]);
+    offset[i] = n;
+    for (let x = a; x < b; x++) all[n++] = w[x];
+    if (b - a > kmax) kmax = b - a;
   }
-  const weights = Int32Array.from(packed);
-  const kmax = count.reduce((m, c) => Math.max(m, c), 0);
+  const weights = all.slice(0, n);
   // taps two at a time, each pair's weights (≤ 2^22) split exactly into 11-bit halves packed as int16 pairs
   // (lo = w0 & 2047 | (w1 & 2047) << 16, hi = w0 >> 11 | (w1 >> 11) << 16) for the kernels' dot products
-  const pairs = (i: number): number[] => {
-    const out: number[] = [];
-    for (let t = 0; t < count[i]; t += 2) {
-      const w0 = weights[offset[i] + t];
-      const w1 = t + 1 < count[i] ? weights[offset[i] + t + 1] : 0;
-      out.push((w0 & 2047) | ((w1 & 2047) << 16), (w0 >> 11) | ((w1 >> 11) << 16));
-    }
-    return out;
-  };
   const pairInts = 2 + 2 * Math.ceil(kmax / 2);
   const recInts = kmax <= 2 ? 3 : pairInts;
   const rec = new Int32Array(outSize * recInts);
   const vrec = new Int32Array(outSize * pairInts);
   for (let i = 0; i < outSize; i++) {
-    const w = pairs(i);
-    if (kmax <= 2) rec.set([first[i] * 3, w[0] ?? 0, w[1] ?? 0], i * recInts);
-    else rec.set([Math.ceil(count[i] / 2), first[i] * 3, ...w], i * recInts);
-    vrec.set([Math.ceil(count[i] / 2), first[i], ...w], i * pairInts);
+    const h = i * recInts;
+    const v = i * pairInts;
+    rec[h] = kmax <= 2 ? first[i] * 3 : Math.ceil(count[i] / 2);
+    if (kmax > 2) rec[h + 1] = first[i] * 3;
+    vrec[v] = Math.ceil(count[i] / 2);
+    vrec[v + 1] = first[i];
+    for (let t = 0; t < count[i]; t += 2) {
+      const w0 = weights[offset[i] + t];
+      const w1 = t + 1 < count[i] ? weights[offset[i] + t + 1] : 0;
+      const lo = (w0 & 2047) | ((w1 & 2047) << 16);
+      const hi = (w0 >> 11) | ((w1 >> 11) << 16);
+      rec[h + (kmax <= 2 ? 1 : 2) + t] = vrec[v + 2 + t] = lo;
+      rec[h + (kmax <= 2 ? 2 : 3) + t] = vrec[v + 3 + t] = hi;
+    }
   }
   const vrecInts = pairInts;
   return { first, count, offset, weights, kmax, rec, recInts, vrec, vrecInts };

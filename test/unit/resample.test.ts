@@ -2,7 +2,8 @@
  * coordinator/data/resample.ts against Pillow 9.4's Image.resize(..., BILINEAR). The expected images come
  * from test/fixtures/make_pil_reference.py (pil_reference.npz + pil_reference.json): real face images
  * taken down to shorter sides 8…64 and back up, to shorter side 256, and to odd sizes (non-integer factors,
- * 1-pixel inputs and outputs, one-pass-only and same-size resizes). Bound: mean abs difference ≤ 1 gray
+ * 1-pixel inputs and outputs, one-pass-only and same-size resizes); and digests of 300 random size pairs
+ * on a pattern (test/fixtures/make_pil_resize_digests.py). Bound: mean abs difference ≤ 1 gray
  * level per case (the issue's bound); the diagnostics report the measured mean and max (we aim for 0).
  * Every case runs on both backends (WebAssembly SIMD, the default, and the TypeScript fallback), and the
  * two are also compared on random sizes and windows. Also: cropped resizes (resizeInto windows) equal
@@ -11,6 +12,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixturesDir } from '../../shared/paths.js';
@@ -122,6 +124,26 @@ for (const backend of ['wasm', 'js'] as const) describe(`resample (${backend} pa
     assert.throws(() => resizeBilinear({ width: 2, height: 2, data: new Uint8Array(11) }, 4, 4), RangeError);
     assert.throws(() => resizeInto(src, 10, 10, 5, 0, 6, 1, new Uint8Array(100)), RangeError);
   });
+});
+
+describe('resample: 300 random size pairs against Pillow (digests, test/fixtures/make_pil_resize_digests.py)', () => {
+  const { pillow, cases } = JSON.parse(readFileSync(join(fixturesDir, 'pil_resize_digests.json'), 'utf8')) as { pillow: string; cases: [number, number, number, number, string][] };
+  const pattern = (w: number, h: number): RgbImage => {
+    const data = new Uint8Array(w * h * 3);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) data[(y * w + x) * 3 + c] = ((73 * x + 151 * y + 37 * c) ^ (x * y)) & 255;
+    return { width: w, height: h, data };
+  };
+  after(() => resampleBackend(DEFAULT_BACKEND));
+  for (const backend of ['wasm', 'js'] as const) {
+    it(`${backend}: every output equals Pillow ${pillow}'s, byte for byte`, () => {
+      resampleBackend(backend);
+      assert.equal(cases.length, 300);
+      for (const [w, h, ow, oh, digest] of cases) {
+        const got = resizeBilinear(pattern(w, h), ow, oh).data;
+        assert.equal(createHash('md5').update(got).digest('hex'), digest, `${w}x${h} → ${ow}x${oh}`);
+      }
+    });
+  }
 });
 
 describe('resample: RGBX input and BGR output', () => {
