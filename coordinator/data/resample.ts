@@ -22,7 +22,7 @@
  * are packed to RGB, inside the kernels' memory.
  */
 
-import { coeffs, HALF, PRECISION_BITS } from './resample_coeffs.js';
+import { coeffs, HALF, PRECISION_BITS, records } from './resample_coeffs.js';
 import { assemble, type Kernels } from './resample_wasm.js';
 
 export interface RgbImage {
@@ -99,6 +99,8 @@ function passes(k: Kernels, src: RgbImage | InMemory, outW: number, outH: number
   const n = cw * 3;
   const hc = outW !== inW ? coeffs(inW, outW) : null;
   const vc = outH !== inH ? coeffs(inH, outH) : null;
+  const hr = hc ? records(hc, 'h') : null;
+  const vr = vc ? records(vc, 'v') : null;
   const r0 = vc ? vc.first[y0] : y0;
   const r1 = vc ? vc.first[y0 + ch - 1] + vc.count[y0 + ch - 1] : y0 + ch;
   const rows = r1 - r0;
@@ -106,8 +108,8 @@ function passes(k: Kernels, src: RgbImage | InMemory, outW: number, outH: number
   const bpp = inJs ? src.channels ?? 3 : 3;
   const next = (at: number, bytes: number): number => (at + bytes + 79) & ~15; // 64 bytes of slack: SIMD over-reads/writes
   const tabH = base;
-  const tabV = hc ? next(tabH, cw * hc.recInts * 4) : tabH;
-  const inAt = vc ? next(tabV, ch * vc.vrecInts * 4) : tabV;
+  const tabV = hr ? next(tabH, cw * hr.ints * 4) : tabH;
+  const inAt = vr ? next(tabV, ch * vr.ints * 4) : tabV;
   const midAt = inJs ? next(inAt, rows * inW * bpp) : inAt;
   const outAt = hc ? next(midAt, rows * n) : midAt;
   const end = next(outAt, ch * n);
@@ -124,18 +126,17 @@ function passes(k: Kernels, src: RgbImage | InMemory, outW: number, outH: number
   }
   let res = inRow0 + x0 * 3;
   let resStride = inStride;
-  if (hc) {
-    i32.set(hc.rec.subarray(x0 * hc.recInts, (x0 + cw) * hc.recInts), tabH >> 2);
+  if (hc && hr) {
+    i32.set(hr.rec.subarray(x0 * hr.ints, (x0 + cw) * hr.ints), tabH >> 2);
     if (hc.kmax <= 2) k.h2(tabH, cw, inRow0, inStride, rows, midAt);
-    else k.hN(tabH, hc.recInts * 4, cw, inRow0, inStride, rows, midAt);
+    else k.hN(tabH, hr.ints * 4, cw, inRow0, inStride, rows, midAt);
     res = midAt;
     resStride = n;
   }
-  if (vc) {
-    const recInts = vc.vrecInts;
-    i32.set(vc.vrec.subarray(y0 * recInts, (y0 + ch) * recInts), tabV >> 2);
+  if (vr) {
+    i32.set(vr.rec.subarray(y0 * vr.ints, (y0 + ch) * vr.ints), tabV >> 2);
     // the kernel reads row r at res + (r − r0)·resStride
-    k.vN(tabV, recInts * 4, ch, res - r0 * resStride, resStride, outAt, n);
+    k.vN(tabV, vr.ints * 4, ch, res - r0 * resStride, resStride, outAt, n);
     res = outAt;
   }
   return { at: res, end };

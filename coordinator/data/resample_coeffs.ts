@@ -1,7 +1,7 @@
 /**
  * The fixed-point filters of resample.ts, per axis and (input size, output size), cached: Pillow's
  * precompute_coeffs + normalize_coeffs_8bpc for the triangle (BILINEAR) filter, with zero-weight taps
- * dropped, plus the records the WebAssembly kernels read (resample_wasm.ts).
+ * dropped, plus (on first use) the records the WebAssembly kernels read (resample_wasm.ts).
  */
 
 export const PRECISION_BITS = 22;
@@ -16,12 +16,42 @@ export interface Coeffs {
   offset: Int32Array;
   weights: Int32Array;
   kmax: number;
-  /** Horizontal-pass records, `recInts` ints each: [first·3, lo, hi] if kmax ≤ 2, else [tap pairs, first·3, lo, hi, …]. */
-  rec: Int32Array;
-  recInts: number;
-  /** Vertical-pass records, vrecInts ints each: [tap pairs, first, lo, hi, …]. */
-  vrec: Int32Array;
-  vrecInts: number;
+  /** Records of the WebAssembly kernels, built on first use by records(): horizontal and vertical. */
+  h?: Records;
+  v?: Records;
+}
+
+/**
+ * `ints` per output: horizontal — [first·3, lo, hi] if kmax ≤ 2, else [tap pairs, first·3, lo, hi, …];
+ * vertical — [tap pairs, first, lo, hi, …]. Taps two at a time, each pair's weights (≤ 2^22) split exactly
+ * into 11-bit halves packed as int16 pairs (lo = w0 & 2047 | (w1 & 2047) << 16, hi = w0 >> 11 | (w1 >> 11)
+ * << 16) for the kernels' dot products.
+ */
+export interface Records { rec: Int32Array; ints: number }
+
+export function records(c: Coeffs, axis: 'h' | 'v'): Records {
+  const done = c[axis];
+  if (done) return done;
+  const { first, count, offset, weights, kmax } = c;
+  const outSize = first.length;
+  const short = axis === 'h' && kmax <= 2;
+  const ints = short ? 3 : 2 + 2 * Math.ceil(kmax / 2);
+  const rec = new Int32Array(outSize * ints);
+  for (let i = 0; i < outSize; i++) {
+    let at = i * ints;
+    if (short) rec[at++] = first[i] * 3;
+    else {
+      rec[at++] = Math.ceil(count[i] / 2);
+      rec[at++] = axis === 'h' ? first[i] * 3 : first[i];
+    }
+    for (let t = 0; t < count[i]; t += 2) {
+      const w0 = weights[offset[i] + t];
+      const w1 = t + 1 < count[i] ? weights[offset[i] + t + 1] : 0;
+      rec[at++] = (w0 & 2047) | ((w1 & 2047) << 16);
+      rec[at++] = (w0 >> 11) | ((w1 >> 11) << 16);
+    }
+  }
+  return (c[axis] = { rec, ints });
 }
 
 const cache = new Map<number, Coeffs>();
@@ -61,31 +91,7 @@ function buildCoeffs(inSize: number, outSize: number): Coeffs {
     for (let x = a; x < b; x++) all[n++] = w[x];
     if (b - a > kmax) kmax = b - a;
   }
-  const weights = all.slice(0, n);
-  // taps two at a time, each pair's weights (≤ 2^22) split exactly into 11-bit halves packed as int16 pairs
-  // (lo = w0 & 2047 | (w1 & 2047) << 16, hi = w0 >> 11 | (w1 >> 11) << 16) for the kernels' dot products
-  const pairInts = 2 + 2 * Math.ceil(kmax / 2);
-  const recInts = kmax <= 2 ? 3 : pairInts;
-  const rec = new Int32Array(outSize * recInts);
-  const vrec = new Int32Array(outSize * pairInts);
-  for (let i = 0; i < outSize; i++) {
-    const h = i * recInts;
-    const v = i * pairInts;
-    rec[h] = kmax <= 2 ? first[i] * 3 : Math.ceil(count[i] / 2);
-    if (kmax > 2) rec[h + 1] = first[i] * 3;
-    vrec[v] = Math.ceil(count[i] / 2);
-    vrec[v + 1] = first[i];
-    for (let t = 0; t < count[i]; t += 2) {
-      const w0 = weights[offset[i] + t];
-      const w1 = t + 1 < count[i] ? weights[offset[i] + t + 1] : 0;
-      const lo = (w0 & 2047) | ((w1 & 2047) << 16);
-      const hi = (w0 >> 11) | ((w1 >> 11) << 16);
-      rec[h + (kmax <= 2 ? 1 : 2) + t] = vrec[v + 2 + t] = lo;
-      rec[h + (kmax <= 2 ? 2 : 3) + t] = vrec[v + 3 + t] = hi;
-    }
-  }
-  const vrecInts = pairInts;
-  return { first, count, offset, weights, kmax, rec, recInts, vrec, vrecInts };
+  return { first, count, offset, weights: all.slice(0, n), kmax };
 }
 
 export function coeffs(inSize: number, outSize: number): Coeffs {

@@ -4,8 +4,8 @@
  * — ending in the uint8 224×224×3 array, over the JPEGs under DIR (default ../shared/datasets/lfw_devtrain),
  * on 1 loader thread and on one per core, against the same pipeline in PIL on one core
  * (test/bench/pil_augment.py with /usr/bin/python3, when it has python3-pil), side by side: rounds of
- * ours (1 thread) and of PIL alternate, so both see the same load, after two warm-up passes of ours (PIL:
- * 200 images a round; it has no JIT to warm). Each figure is the median of the rounds,
+ * ours (1 thread) and of PIL alternate, so both see the same load, after warm-up passes of ours over at
+ * least 3,000 images (PIL: 200 images a round; it has no JIT to warm). Each figure is the median of the rounds,
  * in wall-clock time and per CPU-second (this whole process, main thread, loader thread and GC included;
  * PIL's process time): the CPU figures hold up better when other jobs share the cores. The 1-minute load
  * average is printed at the start and the end. Last line: JSON.
@@ -67,7 +67,8 @@ async function main(): Promise<void> {
   const loadAtStart = loadavg()[0];
   const rounds = 3;
   const one = new LoaderPool(1);
-  for (let w = 0; w < 2; w++) await pass(one, files, args); // warm-up to the steady state: JIT, WebAssembly tier-up, heap growth, page cache
+  const warmUp = Math.max(2, Math.ceil(3000 / files.length)); // passes to the steady state: JIT, WebAssembly tier-up, heap growth, page cache
+  for (let w = 0; w < warmUp; w++) await pass(one, files, args);
   const ours: [number, number][] = [];
   const pil: Pil[] = [];
   for (let r = 0; r < rounds; r++) {
@@ -80,7 +81,7 @@ async function main(): Promise<void> {
   await one.close();
   const cores = availableParallelism();
   const all = new LoaderPool(cores);
-  await pass(all, files, args);
+  for (let w = 0; w < warmUp; w++) await pass(all, files, args);
   const allRates: number[] = [];
   for (let r = 0; r < rounds; r++) allRates.push((await pass(all, files, args))[0]);
   await all.close();
