@@ -9,18 +9,17 @@
  * (mozjpeg, i.e. libjpeg's own code). test/unit/decode.test.ts compares both with Pillow's pixels.
  */
 import { assembleJpeg, type JpegKernels } from './jpeg_wasm.js';
+import { setDecoderEnd } from './wasm_asm.js';
 import type { RgbImage } from './resample.js';
 import { cachedHuff, entropy, Fallback, NATURAL, NO_TABLE, type Comp, type Huff } from './jpeg_huffman.js';
 
 let kernels: JpegKernels | null | undefined;
 /** The coefficient area [512, cleanEnd) of the kernels' memory is zero (the IDCT zeroes what it reads). */
 let cleanEnd = 512;
-/** Reused output of transient decodes. */
-let scratch = new Uint8Array(0);
 
 /**
  * Decodes `d` when it is a JPEG this fast path handles exactly; null otherwise. Packed RGB, in a new array,
- * or with `transient` in a buffer reused by the next transient decode (no allocation per image).
+ * or with `transient` where the kernels left it in their memory, valid until the next decode (no copy).
  */
 export function decodeBaselineJpeg(d: Uint8Array, transient = false): RgbImage | null {
   kernels ??= assembleJpeg();
@@ -125,7 +124,8 @@ function decode(k: JpegKernels, d: Uint8Array, transient: boolean): RgbImage | n
   const planes = [at, align(at + y.bh * 8 * yStride + 64), 0];
   planes[2] = align(planes[1] + cb.bh * 8 * cStride + 64);
   const outAt = align(planes[2] + cr.bh * 8 * cStride + 64);
-  const end = outAt + width * height * 3 + 128;
+  const end = align(outAt + width * height * 3 + 128);
+  setDecoderEnd(end); // the resampler keeps above, so a transient image stays where it is until the next decode
   if (k.mem.buffer.byteLength < end) k.mem.grow(Math.ceil((end - k.mem.buffer.byteLength) / 65536));
   const mem = k.mem.buffer;
   const coef = new Int16Array(mem);
@@ -149,8 +149,7 @@ function decode(k: JpegKernels, d: Uint8Array, transient: boolean): RgbImage | n
   } else k.ycc444(planes[0], yStride, planes[1], planes[2], cStride, width, height, 0, outAt);
   cleanEnd = at;
   const size = width * height * 3;
-  if (!transient) return { width, height, data: u8.slice(outAt, outAt + size) };
-  if (scratch.length < size) scratch = new Uint8Array(size + (size >> 2));
-  scratch.set(u8.subarray(outAt, outAt + size));
-  return { width, height, data: scratch.subarray(0, size) };
+  // transient: a view of the kernels' memory, which the resampler then reads in place (no copy); it is
+  // overwritten by the next decode and detached if the memory grows (its length then reads 0)
+  return { width, height, data: transient ? new Uint8Array(mem, outAt, size) : u8.slice(outAt, outAt + size) };
 }

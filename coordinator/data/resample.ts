@@ -24,6 +24,7 @@
 
 import { coeffs, HALF, PRECISION_BITS, records } from './resample_coeffs.js';
 import { assemble, type Kernels } from './resample_wasm.js';
+import { decoderEnd } from './wasm_asm.js';
 
 export interface RgbImage {
   width: number;
@@ -104,8 +105,12 @@ function passes(k: Kernels, src: RgbImage | InMemory, outW: number, outH: number
   const r0 = vc ? vc.first[y0] : y0;
   const r1 = vc ? vc.first[y0 + ch - 1] + vc.count[y0 + ch - 1] : y0 + ch;
   const rows = r1 - r0;
-  const inJs = 'data' in src;
-  const bpp = inJs ? src.channels ?? 3 : 3;
+  // an RGB image that lives in the kernels' memory (a transient JPEG decode) is read where it is
+  const input: RgbImage | InMemory = 'data' in src && src.data.buffer === k.mem.buffer && (src.channels ?? 3) === 3
+    ? { width: inW, height: inH, at: src.data.byteOffset, stride: inW * 3, x0: 0, y0: 0 } : src;
+  const inJs = 'data' in input;
+  const bpp = inJs ? input.channels ?? 3 : 3;
+  base = (Math.max(base, decoderEnd()) + 15) & ~15; // below is the JPEG decoder's (and a transient image); tables are read as int32
   const next = (at: number, bytes: number): number => (at + bytes + 79) & ~15; // 64 bytes of slack: SIMD over-reads/writes
   const tabH = base;
   const tabV = hr ? next(tabH, cw * hr.ints * 4) : tabH;
@@ -118,11 +123,11 @@ function passes(k: Kernels, src: RgbImage | InMemory, outW: number, outH: number
   let inRow0 = inAt; // row r0, column 0
   let inStride = inW * 3;
   if (inJs) {
-    new Uint8Array(k.mem.buffer).set(src.data.subarray(r0 * inW * bpp, r1 * inW * bpp), inAt);
+    new Uint8Array(k.mem.buffer).set(input.data.subarray(r0 * inW * bpp, r1 * inW * bpp), inAt);
     if (bpp === 4) k.rgbx(inAt, rows * inW); // now RGB rows of inW·3 bytes
   } else {
-    inRow0 = src.at + (r0 - src.y0) * src.stride - src.x0 * 3;
-    inStride = src.stride;
+    inRow0 = input.at + (r0 - input.y0) * input.stride - input.x0 * 3;
+    inStride = input.stride;
   }
   let res = inRow0 + x0 * 3;
   let resStride = inStride;

@@ -1,8 +1,9 @@
 /**
  * A few lines of WebAssembly assembler for the data path's SIMD kernels (resample_wasm.ts, jpeg_wasm.ts):
  * instructions as byte arrays, and a module of functions that take i32 arguments, return nothing and
- * share one exported memory `mem`. No build step, no opaque blob: every kernel is written in TypeScript
- * from the opcodes of the WebAssembly 2.0 spec (SIMD: section 5.4.8).
+ * share one memory `mem`. No build step, no opaque blob: every kernel is written in TypeScript
+ * from the opcodes of the WebAssembly 2.0 spec (SIMD: section 5.4.8). Every module of a thread imports the
+ * same memory (sharedMemory).
  */
 
 export type Code = number[];
@@ -43,7 +44,24 @@ export interface Func { name: string; params: number; i32s: number; v128s: numbe
 type Kernel = (...args: number[]) => void;
 export interface WasmMemory { buffer: ArrayBuffer; grow(pages: number): number }
 
-/** The module's exports (`mem` and one function per name), or null where WebAssembly SIMD is unavailable. */
+type WasmApi = {
+  Module: new (b: Uint8Array) => object; Instance: new (m: object, i?: object) => { exports: unknown };
+  Memory: new (d: { initial: number }) => WasmMemory;
+};
+const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+
+/**
+ * The one memory of this thread's kernels (JPEG and resampling): a decoded image stays where the resampler
+ * reads it. The JPEG decoder uses [0, decoderEnd()), the resampler lays its passes out from there up.
+ */
+export const sharedMemory: WasmMemory | null = api ? new api.Memory({ initial: 1 }) : null;
+let reserved = 0;
+export const decoderEnd = (): number => reserved;
+export function setDecoderEnd(end: number): void {
+  reserved = end;
+}
+
+/** The module's exports (`mem` — the shared memory — and one function per name), or null where WebAssembly SIMD is unavailable. */
 export function assembleModule(funcs: Func[]): ({ mem: WasmMemory } & Record<string, Kernel>) | null {
   const vec = (items: Code[]): Code => [...uleb(items.length), ...items.flat()];
   const section = (id: number, b: Code): Code => [id, ...uleb(b.length), ...b];
@@ -54,13 +72,12 @@ export function assembleModule(funcs: Func[]): ({ mem: WasmMemory } & Record<str
   const name = (s: string): Code => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
   const bytes = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
     ...section(1, vec(funcs.map((f) => [0x60, f.params, ...Array<number>(f.params).fill(0x7f), 0]))),
+    ...section(2, vec([[...name('m'), ...name('mem'), 2, 0, 1]])), // imported memory, at least 1 page
     ...section(3, vec(funcs.map((_, i) => uleb(i)))),
-    ...section(5, vec([[0, 1]])),
     ...section(7, vec([[...name('mem'), 2, 0], ...funcs.map((f, i) => [...name(f.name), 0, ...uleb(i)])])),
     ...section(10, vec(funcs.map(body)))]);
-  const api = (globalThis as { WebAssembly?: { Module: new (b: Uint8Array) => object; Instance: new (m: object) => { exports: unknown } } }).WebAssembly;
   try {
-    return api ? (new api.Instance(new api.Module(bytes)).exports as { mem: WasmMemory } & Record<string, Kernel>) : null;
+    return api && sharedMemory ? (new api.Instance(new api.Module(bytes), { m: { mem: sharedMemory } }).exports as { mem: WasmMemory } & Record<string, Kernel>) : null;
   } catch {
     return null; // no SIMD support
   }

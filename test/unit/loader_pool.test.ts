@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { LoaderPool, shardOfIdentity } from '../../coordinator/data/loader_pool.js';
 import { runTask } from '../../coordinator/data/loader_thread.js';
-import { toChannelOrder, type AugmentArgs } from '../../coordinator/data/augment.js';
+import { augmentTrain, drawRecipe, toChannelOrder, type AugmentArgs } from '../../coordinator/data/augment.js';
+import { decodeImage } from '../../coordinator/data/decode.js';
 import { readNpz } from '../../shared/model/npz.js';
 import { datasetsDir, fixturesDir, needDatasets } from '../../shared/paths.js';
 import { tempDir } from '../helpers/coordinator.js';
@@ -71,5 +72,20 @@ test('a loader task (JPEG → fast decoder → augmentation) gives Pillow\'s pix
     assert.deepEqual(rgb.data.subarray(want.length), want, `${c.name}: the same image twice`);
     const bgr = await runTask({ id: 2, items, args, channelOrder: 'BGR', boxMargin: 0 });
     assert.deepEqual(bgr.data.subarray(0, want.length), toChannelOrder(Uint8Array.from(want), 'BGR'), c.name);
+  }
+});
+
+test('a loader task over JPEGs of odd sizes (decoded where the resampler reads them) equals augmenting a copy of each', async () => {
+  const names = ['odd_420.jpg', 'odd_444.jpg', 'odd_444_2x1.jpg', 'odd_16bit_tables.jpg', 'odd_422.jpg', 'face_420_restart_5mcu.jpg', 'odd_grey.jpg', 'face_420_q100.jpg'];
+  const args: AugmentArgs = { mode: 'random', downsampleProbability: 0.7, kMin: 3, kMax: 5, fixedResolution: 24, resizeShorter: 40, crop: 32 };
+  const items = names.flatMap((name, i) => [0, 1, 2].map((j) => ({ path: join(fixturesDir, 'jpeg', name), box: null, recipe: drawRecipe(5, i, j, args) })));
+  const order = [...items.keys()].sort((a, b) => ((a * 7) % items.length) - ((b * 7) % items.length)); // sizes interleaved
+  const task = order.map((k) => items[k]);
+  const got = await runTask({ id: 3, items: task, args, channelOrder: 'BGR', boxMargin: 0 });
+  assert.deepEqual(got.failed, []);
+  for (const [i, item] of task.entries()) {
+    const img = await decodeImage(item.path); // a fresh copy, not transient
+    const want = augmentTrain(img, item.recipe, args, undefined, 'BGR');
+    assert.deepEqual(got.data.subarray(i * 32 * 32 * 3, (i + 1) * 32 * 32 * 3), want, `${item.path} recipe ${JSON.stringify(item.recipe)}`);
   }
 });
