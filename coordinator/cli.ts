@@ -4,6 +4,7 @@
  * `coordinator evaluate --config FILE --run-dir DIR [--checkpoint best|last|init|PATH] [--protocol P] …`
  * `coordinator report --runs DIR… [--baseline DIR] --out DIR [--far F]`
  * `coordinator campaign --config FILE [--only RUN…]`
+ * `coordinator keys --out DIR`: a CURVE key pair, DIR/coordinator.key and DIR/coordinator.pub (mode 0600)
  * Exit codes: 0 done, 2 bad arguments or config (each config problem on its own line as path: message),
  * 1 runtime failure (an unusable run dir: its message only, no stack).
  */
@@ -18,6 +19,13 @@ import { start } from './start.js';
 import { runCampaign } from './campaign.js';
 import { closeLogger, createLogger } from '../shared/log.js';
 import { dirname } from 'node:path';
+import { writeKeys } from '../shared/security/keys_cmd.js';
+import { KeyError } from '../shared/security/keys.js';
+
+const INSECURE = {
+  type: 'boolean', default: false,
+  describe: 'bind beyond loopback without CURVE keys (security.*): anyone who can reach the port may join; for a network you trust',
+} as const;
 
 /** --local-workers: a whole number >= 0 (yargs turns 'abc' into NaN). */
 function localWorkers(n: number): number {
@@ -40,6 +48,10 @@ async function main(): Promise<number> {
         process.stderr.write(`${err.problems.join('\n')}\n`);
         code = 2;
       } else if (err instanceof UsageError) code = usage(err.message);
+      else if (err instanceof KeyError) {
+        process.stderr.write(`coordinator: ${err.message}\n`);
+        code = 2;
+      }
       else if (err instanceof CheckpointError) {
         process.stderr.write(`coordinator: ${err.message}\n`);
         code = 1;
@@ -55,9 +67,13 @@ async function main(): Promise<number> {
       .option('local-workers', { type: 'number', default: 0, describe: 'spawn N worker processes here (tcp loopback)' })
       .option('worker-backend', { type: 'string', default: 'auto', describe: 'backend of the local workers' })
       .option('bind', { type: 'string', describe: 'override workers.bind, e.g. tcp://127.0.0.1:0' })
+      .option('insecure', INSECURE)
       .option('resume', { type: 'boolean', default: false, describe: 'continue from the newest complete checkpoint of --run-dir' }),
     async (argv) => {
-      await guarded(() => start({ config: loadConfig(argv.config, argv.set.map(String)), runDir: argv['run-dir'], resume: argv.resume, localWorkers: localWorkers(argv['local-workers']), workerBackend: argv['worker-backend'], bind: argv.bind }));
+      await guarded(() => start({
+        config: loadConfig(argv.config, argv.set.map(String)), runDir: argv['run-dir'], resume: argv.resume, localWorkers: localWorkers(argv['local-workers']),
+        workerBackend: argv['worker-backend'], bind: argv.bind, insecure: argv.insecure,
+      }));
     })
     .command('evaluate', 'IJB-B style 1:1 verification of a checkpoint at every resolution: <run-dir>/eval/', (y) => y
       .option('config', { type: 'string', demandOption: true, describe: 'JSON config (the run\'s; eval.* keys apply)' })
@@ -71,12 +87,19 @@ async function main(): Promise<number> {
       .option('out', { type: 'string', describe: 'output folder; default <run-dir>/eval' })
       .option('local-workers', { type: 'number', default: 0, describe: 'spawn N worker processes here (tcp loopback)' })
       .option('worker-backend', { type: 'string', default: 'auto', describe: 'backend of the local workers' })
-      .option('bind', { type: 'string', describe: 'override workers.bind' }),
+      .option('bind', { type: 'string', describe: 'override workers.bind' })
+      .option('insecure', INSECURE),
     async (argv) => {
       await guarded(() => evaluate({
         config: loadConfig(argv.config, argv.set.map(String)), runDir: argv['run-dir'] ?? runDirOf(argv.checkpoint), checkpoint: argv.checkpoint, protocol: argv.protocol, allowMissing: argv['allow-missing'],
         baseline: argv.baseline, model: argv.model, out: argv.out, localWorkers: localWorkers(argv['local-workers']), workerBackend: argv['worker-backend'], bind: argv.bind,
+        insecure: argv.insecure,
       }));
+    })
+    .command('keys', 'write a CURVE key pair for the coordinator: DIR/coordinator.key (secret) and DIR/coordinator.pub (mode 0600)', (y) => y
+      .option('out', { type: 'string', demandOption: true, describe: 'folder for the key files (created if missing)' }),
+    async (argv) => {
+      await guarded(async () => writeKeys(argv.out, 'coordinator', 'coordinator'));
     })
     .command('report', 'Table 1 over several runs (rows), Table 3 of the first with a baseline, ROC plot', (y) => y
       .option('runs', { type: 'string', array: true, demandOption: true, describe: 'run dirs (or eval.json files), one table row each' })
@@ -107,7 +130,7 @@ async function main(): Promise<number> {
         }
       });
     })
-    .demandCommand(1, 'a command is required: start, evaluate, report or campaign')
+    .demandCommand(1, 'a command is required: start, evaluate, report, campaign or keys')
     .strict()
     .fail((msg, err) => {
       if (err && !(err instanceof Error && /Unknown|Missing|required|Invalid/.test(err.message))) throw err;

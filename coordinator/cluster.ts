@@ -13,7 +13,7 @@ import { buildSpec } from '../shared/model/spec.js';
 import { BlobPool } from '../shared/pool.js';
 import type { EndCode, Message } from '../shared/protocol.js';
 import { AsyncQueue } from '../shared/queue.js';
-import { bindCoordinator, type CoordinatorTransport, type StreamAnnounce } from '../shared/transport.js';
+import { bindCoordinator, type CoordinatorTransport, type CurveServer, type StreamAnnounce } from '../shared/transport.js';
 import { modelHash } from '../worker/run.js';
 import { Dispatcher, type DispatchEvent } from './dispatcher.js';
 import { Membership, type WorkerInfo } from './membership.js';
@@ -29,13 +29,20 @@ export class Cluster {
   private timer: NodeJS.Timeout | null = null;
   private receiving: Promise<void> | null = null;
   private readonly hash: string;
+  /** The config a WELCOME carries: security.* replaced by the workers' public keys. */
+  private readonly forWorkers: Config;
   private readonly shape: ResultShape;
   private readonly offences: OffenceBook;
   /** The peer exchange's control side, when training.exchange is "peer" (attachPeer). */
   private peer: PeerSync | null = null;
+  /** data.loadOn "worker": the fingerprint a worker's dataset must have (expectDataHash). */
+  private dataHash: string | null = null;
 
-  private constructor(readonly transport: CoordinatorTransport, private readonly pool: BlobPool, private readonly config: Config, private readonly runId: string, private readonly log: Logger) {
+  private constructor(readonly transport: CoordinatorTransport, private readonly pool: BlobPool, private readonly config: Config, private readonly runId: string, private readonly log: Logger,
+    workerKeys: string[]) {
     this.hash = modelHash(config);
+    // where the coordinator's keys are is none of a worker's business; who may talk to it on the data plane is
+    this.forWorkers = { ...config, security: { secretKey: null, allowedWorkers: workerKeys } };
     const spec = buildSpec(config.model);
     this.shape = { gradient: spec.trainableCount, bnStats: spec.bnStatCount, features: spec.embeddingSize };
     this.offences = new OffenceBook(config.workers.evictAfter);
@@ -47,7 +54,11 @@ export class Cluster {
     });
   }
 
-  static async start(config: Config, runId: string, log: Logger, bind?: string): Promise<Cluster> {
+  /**
+   * Binds `bind` (default workers.bind); with `curve`, only the workers its policy allows get in, and
+   * a WELCOME tells them `workerKeys`, the keys their data-plane sockets accept (./security.ts).
+   */
+  static async start(config: Config, runId: string, log: Logger, bind?: string, curve: CurveServer | null = null, workerKeys: string[] = []): Promise<Cluster> {
     // gradients stream into one reused buffer, one at a time (maxLent 1): the dispatcher gives it back
     // once added, then the next worker's gradient is pulled. Memory: weights, momentum, the float64
     // accumulator and this one buffer, whatever the number of workers; and no fresh allocation per step.
@@ -58,14 +69,19 @@ export class Cluster {
     // only gradients of the model's size, only from ready workers; one silent for the deadline floor is dropped.
     const transport = await bindCoordinator(bind ?? config.workers.bind, {
       chunkBytes: config.workers.chunkBytes, maxMessageBytes: config.workers.maxMessageBytes, log, pool, receiveHighWaterMark: 8,
-      streamTimeoutMs: config.workers.deadlineFloorMs, admit: (peer, s) => cluster?.admits(peer, s) ?? false,
+      streamTimeoutMs: config.workers.deadlineFloorMs, admit: (peer, s) => cluster?.admits(peer, s) ?? false, curve: curve ?? undefined,
     });
-    const c = new Cluster(transport, pool, config, runId, log);
+    const c = new Cluster(transport, pool, config, runId, log, workerKeys);
     cluster = c;
     c.receiving = c.receive();
     c.timer = setInterval(() => c.tick(), config.workers.heartbeatMs);
     log.info('listening', { event: 'listening', endpoint: transport.endpoint });
     return c;
+  }
+
+  /** Workers load their own images: take only those whose sample lists have this fingerprint. */
+  expectDataHash(hash: string): void {
+    this.dataHash = hash;
   }
 
   /** Switches this cluster to the peer exchange of `run`: workers hold the weights, the dispatcher asks `PeerSync` for them. */
@@ -158,12 +174,16 @@ export class Cluster {
         if (w?.state === 'ready') this.lost(w, 'said hello again'); // starting over: its units go elsewhere
         const joined = this.members.hello(peer, msg, now)!;
         this.log.info('worker_hello', { event: 'worker_hello', worker: joined.name, host: joined.host, pid: joined.pid, backend: joined.backend });
-        await this.transport.send(peer, { type: 'welcome', runId: this.runId, config: this.config, modelHash: this.hash }).catch(() => undefined);
+        await this.transport.send(peer, { type: 'welcome', runId: this.runId, config: this.forWorkers, modelHash: this.hash }).catch(() => undefined);
         return;
       }
       case 'ready': {
         if (msg.modelHash !== this.hash) {
           this.log.error('worker_rejected', { event: 'worker_rejected', peer, reason: 'model hash mismatch' });
+          return;
+        }
+        if (this.dataHash !== null && msg.dataHash !== this.dataHash) {
+          this.log.error('worker_rejected', { event: 'worker_rejected', peer, reason: `its dataset differs (dataHash ${msg.dataHash ?? 'none'}, the coordinator's ${this.dataHash})` });
           return;
         }
         const data = msg.dataId !== null && msg.dataEndpoint !== null ? { id: msg.dataId, endpoint: msg.dataEndpoint } : null;

@@ -22,6 +22,7 @@ import { spawnLocalWorkers } from './local_workers.js';
 import { ModelRun } from './run_state.js';
 import { UsageError } from './errors.js';
 import { RunLock } from './run_lock.js';
+import { coordinatorSecurity } from './security.js';
 import type { WeightsSnapshot } from './dispatcher.js';
 
 export interface EvaluateArgs {
@@ -42,6 +43,8 @@ export interface EvaluateArgs {
   localWorkers: number;
   workerBackend: string;
   bind?: string;
+  /** See StartArgs.insecure. */
+  insecure?: boolean;
   onListening?: (endpoint: string) => void;
 }
 
@@ -82,6 +85,7 @@ export async function weightsFor(config: Config, spec: ModelSpec, runDir: string
 
 export async function evaluate(a: EvaluateArgs): Promise<EvalReport> {
   const runDir = resolve(a.runDir);
+  const security = coordinatorSecurity(a.config, a.bind ?? a.config.workers.bind, a.insecure ?? false, a.localWorkers > 0);
   mkdirSync(runDir, { recursive: true, mode: 0o750 });
   const lock = await RunLock.acquire(runDir); // its log.jsonl and eval/ are written: not while a coordinator trains there
   const log = createLogger({ component: 'coordinator', file: join(runDir, 'log.jsonl') });
@@ -93,9 +97,10 @@ export async function evaluate(a: EvaluateArgs): Promise<EvalReport> {
     const baseline = a.baseline ? await readReport(evalJsonOf(a.baseline)) : undefined;
     const { state, name } = await weightsFor(a.config, spec, runDir, a.checkpoint ?? a.config.eval.checkpoint, log);
     const checked = loadProtocol(a.config, a);
-    cluster = await Cluster.start(a.config, newRunId(), log, a.bind);
+    security.useLog(log);
+    cluster = await Cluster.start(a.config, newRunId(), log, a.bind, security.curve, security.workerKeys);
     a.onListening?.(cluster.endpoint);
-    local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend) : null;
+    local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend, 'local', security.local) : null;
     await cluster.waitForWorkers(a.config.workers.minWorkers);
     return await runEvaluation({
       config: a.config, dispatcher: cluster.dispatcher, weights: state, dim: spec.embeddingSize, outDir: a.out ? resolve(a.out) : join(runDir, 'eval'),

@@ -20,6 +20,7 @@ import { spawnLocalWorkers } from './local_workers.js';
 import { ModelRun } from './run_state.js';
 import { resumeRun, type Resumed } from './resume.js';
 import { RunLock } from './run_lock.js';
+import { coordinatorSecurity, type CoordinatorSecurity } from './security.js';
 import { ConfigError } from '../shared/config/schema.js';
 import { UsageError } from './errors.js';
 import { weightsFor } from './evaluate_cmd.js';
@@ -35,6 +36,8 @@ export interface StartArgs {
   workerBackend: string;
   /** Overrides workers.bind (tests bind port 0). */
   bind?: string;
+  /** Bind beyond loopback without CURVE keys (./security.ts): anyone who reaches the port may join. */
+  insecure?: boolean;
   /** Called with the bound endpoint once the transport listens. */
   onListening?: (endpoint: string) => void;
   /**
@@ -51,11 +54,12 @@ export { UsageError };
 
 export async function start(a: StartArgs): Promise<RunSummary> {
   const runDir = resolve(a.runDir);
+  const security = coordinatorSecurity(a.config, a.bind ?? a.config.workers.bind, a.insecure ?? false, a.localWorkers > 0); // before anything is written
   const created = !existsSync(runDir);
   mkdirSync(runDir, { recursive: true, mode: 0o750 });
   const lock = await RunLock.acquire(runDir, { onWait: (owner, seconds) => process.stderr.write(`coordinator: ${runDir} is locked by ${owner}; taking it over in ${seconds} s unless it is refreshed\n`) });
   try {
-    return await startLocked(a, runDir);
+    return await startLocked(a, runDir, security);
   } catch (err) {
     // refused before any training (bad dataset, config): a run dir this call made is removed again
     if (created && (err instanceof UsageError || err instanceof ConfigError) && !hasCheckpoints(runDir)) {
@@ -73,7 +77,7 @@ const hasCheckpoints = (runDir: string): boolean => {
   return existsSync(dir) && readdirSync(dir).some((f) => f.startsWith('step-'));
 };
 
-async function startLocked(a: StartArgs, runDir: string): Promise<RunSummary> {
+async function startLocked(a: StartArgs, runDir: string, security: CoordinatorSecurity): Promise<RunSummary> {
   if (hasCheckpoints(runDir) && !a.resume) {
     throw new UsageError(`${runDir} already holds checkpoints: pass --resume to continue that run, or choose another --run-dir`);
   }
@@ -121,9 +125,10 @@ async function startLocked(a: StartArgs, runDir: string): Promise<RunSummary> {
     await closeLogger(log);
     throw err;
   }
-  const cluster = await Cluster.start(a.config, run.runId, log, a.bind);
+  security.useLog(log);
+  const cluster = await Cluster.start(a.config, run.runId, log, a.bind, security.curve, security.workerKeys);
   a.onListening?.(cluster.endpoint);
-  const local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend) : null;
+  const local = a.localWorkers > 0 ? spawnLocalWorkers(a.localWorkers, cluster.endpoint, a.workerBackend, 'local', security.local) : null;
   const controller = new Controller(a.config, spec, run, cluster, data, store, log);
   let signalled = false;
   let endReason = a.endReason ?? 'run finished';

@@ -22,19 +22,24 @@
  * to `send` must not be modified afterwards, not even once the promise has resolved, until the peer has
  * answered — see the header of ./protocol.ts for the rule and its source. `close()` waits up to
  * `lingerMs` for queued sends, closes the socket, and ends `messages()`.
+ *
+ * CURVE (optional): the coordinator's ROUTER is a CURVE server whose clients are checked by the
+ * process's ZAP handler (./zap.ts) against its allow-list; a worker's DEALER is a CURVE client that
+ * knows the coordinator's public key. A refused client gets no message through, either way.
  */
 import { randomBytes } from 'node:crypto';
-import { Dealer, Router } from 'zeromq';
+import { Dealer, Router, type SocketOptions } from 'zeromq';
 import { StreamEndpoint } from './streams.js';
 import type { Message } from './protocol.js';
 import {
   PeerBusyError, PeerGoneError, TransportClosedError,
-  type CoordinatorTransport, type Envelope, type TransportOptions, type WorkerTransport,
+  type CoordinatorTransport, type CurveClient, type CurveServer, type Envelope, type TransportOptions, type WorkerTransport,
 } from './transport_types.js';
+import { zapDomain } from './zap.js';
 
 export {
   PeerBusyError, PeerGoneError, TransportClosedError,
-  type CoordinatorTransport, type Envelope, type StreamAnnounce, type TransportOptions, type WorkerTransport,
+  type CoordinatorTransport, type CurveClient, type CurveServer, type Envelope, type StreamAnnounce, type TransportOptions, type WorkerTransport,
 } from './transport_types.js';
 
 type Sock = Router | Dealer;
@@ -47,6 +52,8 @@ abstract class Endpoint<S extends Sock> extends StreamEndpoint {
   private readonly lingerMs: number;
   private tail: Promise<unknown> = Promise.resolve();
   private readonly pumping: Promise<void>;
+  /** Runs once the socket is closed (the ZAP registration of a CURVE server). */
+  afterClose: (() => Promise<void>) | null = null;
 
   constructor(protected readonly sock: S, opts: TransportOptions) {
     super(opts);
@@ -114,6 +121,7 @@ abstract class Endpoint<S extends Sock> extends StreamEndpoint {
     clearTimeout(timer);
     if (!this.sock.closed) this.sock.close();
     await this.pumping; // the socket is really closed (its address free again) once the receive loop ends
+    await this.afterClose?.();
   }
 }
 
@@ -167,6 +175,11 @@ class ZmqWorker extends Endpoint<Dealer> implements WorkerTransport {
     return this.enqueue('', msg);
   }
 
+  /** The coordinator's handshake refused us (our key is not allowed, or it is not the server we know). */
+  refusedBy(endpoint: string, code: string, detail: string): void {
+    this.warnPeer('', 'coordinator_refused', { code, endpoint, reason: detail });
+  }
+
   async *messages(): AsyncGenerator<Message> {
     for await (const e of this.incoming()) yield e.msg;
   }
@@ -184,13 +197,23 @@ class ZmqWorker extends Endpoint<Dealer> implements WorkerTransport {
   }
 }
 
-/** Bind a ROUTER, e.g. 'tcp://127.0.0.1:0' (then `endpoint` carries the real port) or 'tcp://*:5555'. */
-export async function bindCoordinator(endpoint: string, opts: TransportOptions = {}): Promise<CoordinatorTransport> {
+/**
+ * Bind a ROUTER, e.g. 'tcp://127.0.0.1:0' (then `endpoint` carries the real port) or 'tcp://*:5555';
+ * with `curve`, a CURVE server that takes only the clients its policy allows.
+ */
+export async function bindCoordinator(endpoint: string, opts: TransportOptions & { curve?: CurveServer } = {}): Promise<CoordinatorTransport> {
+  const zap = opts.curve ? await zapDomain(opts.curve) : null;
+  const curve: Partial<SocketOptions<Router>> = opts.curve && zap
+    ? { curveServer: true, curvePublicKey: opts.curve.publicKey, curveSecretKey: opts.curve.secretKey, zapDomain: zap.domain }
+    : {};
   // sendTimeout 0: never wait. zeromq.js only tries a send at once while the socket polls writable, and a
   // mandatory ROUTER with no writable peer (say its only worker just left) is not: send() would hang
   // instead of failing with EHOSTUNREACH, and hold up the send queue for every other peer meanwhile.
-  const sock = new Router({ mandatory: true, handover: true, sendTimeout: 0 });
+  const sock = new Router({ mandatory: true, handover: true, sendTimeout: 0, ...curve });
   const t = new ZmqCoordinator(sock, opts);
+  t.afterClose = zap?.release ?? null;
+  const mismatch = opts.curve?.mismatch;
+  if (mismatch) sock.events.on('handshake:error:protocol', (e) => mismatch(e.error.code ?? 'protocol'));
   // a port just released by a closed socket of this process (a campaign's previous run, or evaluation
   // after training on a fixed port) can stay busy for a moment: retry "address in use" for ~5 s
   for (let attempt = 0; ; attempt++) {
@@ -210,12 +233,21 @@ export async function bindCoordinator(endpoint: string, opts: TransportOptions =
   return t;
 }
 
-/** Connect a DEALER; returns at once, the connection (and any reconnection) happens in the background. */
-export function connectWorker(endpoint: string, opts: TransportOptions = {}): WorkerTransport {
+/**
+ * Connect a DEALER; returns at once, the connection (and any reconnection) happens in the background.
+ * With `curve`, a CURVE client: a coordinator that refuses its key is logged (`coordinator_refused`,
+ * rate-limited) and the DEALER keeps trying, as it does while no coordinator listens.
+ */
+export function connectWorker(endpoint: string, opts: TransportOptions & { curve?: CurveClient } = {}): WorkerTransport {
   const id = randomBytes(8);
   id[0] = 0x80 | id[0]; // a routing id may not start with a zero byte
-  const sock = new Dealer({ routingId: id as unknown as string });
+  const c = opts.curve;
+  const sock = new Dealer({ routingId: id as unknown as string, ...(c ? { curveServerKey: c.serverKey, curvePublicKey: c.publicKey, curveSecretKey: c.secretKey } : {}) });
   const t = new ZmqWorker(sock, opts);
+  if (c) {
+    sock.events.on('handshake:error:auth', (e) => t.refusedBy(endpoint, `auth-${e.error.status}`, e.error.message));
+    sock.events.on('handshake:error:protocol', (e) => t.refusedBy(endpoint, e.error.code, e.error.message));
+  }
   try {
     sock.connect(endpoint);
   } catch (e) {

@@ -6,6 +6,15 @@
 import type { BlobPool } from './pool.js';
 import type { Logger } from './log.js';
 import type { Message, MessageType } from './protocol.js';
+import type { ZapPolicy } from './zap.js';
+
+/**
+ * CURVE on the coordinator's ROUTER: its key pair (Z85) and who may connect (a ZAP policy, ./zap.ts).
+ * `mismatch` hears of a client that did not speak CURVE at all (no key to show): its reason code.
+ */
+export interface CurveServer extends ZapPolicy { publicKey: string; secretKey: string; mismatch?(code: string): void }
+/** CURVE on a worker's DEALER: its key pair and the coordinator's public key (Z85). */
+export interface CurveClient { publicKey: string; secretKey: string; serverKey: string }
 
 export interface Envelope { peer: string; msg: Message }
 /** What a stream's head announces: its message type, the streamed field and its size. */

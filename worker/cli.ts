@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
  * `worker --coordinator tcp://HOST:PORT [--backend auto|gpu|webgpu|node|wasm|cpu] [--name ID]`: a compute
- * process that joins a coordinator and works until it says END. `worker --check-backend` only loads the
- * backend and prints the choice as JSON. Every option can come from the environment as WORKER_<OPTION>
+ * process that joins a coordinator and works until it says END; with `--key FILE --coordinator-key KEY`
+ * over CURVE (./keys.ts). `worker --check-backend` only loads the backend and prints the choice as JSON.
+ * `worker keys --out DIR [--name NAME]` writes a CURVE key pair (DIR/NAME.key, DIR/NAME.pub). Every option can come from the environment as WORKER_<OPTION>
  * (WORKER_COORDINATOR, WORKER_BACKEND, WORKER_GIVE_UP_AFTER, …), which suits Kubernetes.
  * SIGTERM/SIGINT: finish the micro-batch in hand, hand back the rest, say BYE, exit 0 (a second signal
- * exits at once). Exit codes: 0 done or stopped, 2 bad arguments, 1 runtime failure (a forced backend
- * that cannot load, no coordinator within --give-up-after).
+ * exits at once). Exit codes: 0 done or stopped, 2 bad arguments (a missing, malformed or world-readable
+ * key file included: `path: message`), 1 runtime failure (a forced backend that cannot load, no
+ * coordinator within --give-up-after).
  */
 import { hostname } from 'node:os';
 import yargs from 'yargs';
@@ -15,6 +17,10 @@ import { closeLogger, createLogger } from '../shared/log.js';
 import { BACKENDS, BackendUnavailableError, selectBackend, type BackendRequest } from './backend.js';
 import { endpointProblem } from './lifecycle.js';
 import { LIFECYCLE_DEFAULTS, runWorker } from './run.js';
+import { workerCurve } from './keys.js';
+import { KeyError } from '../shared/security/keys.js';
+import { writeKeys } from '../shared/security/keys_cmd.js';
+import type { CurveClient } from '../shared/transport.js';
 
 /** SIGTERM (Kubernetes eviction, preemption) and SIGINT abort the returned signal; a second one exits at once. */
 function stopOnSignals(log: ReturnType<typeof createLogger>): AbortSignal {
@@ -32,7 +38,34 @@ function stopOnSignals(log: ReturnType<typeof createLogger>): AbortSignal {
   return ac.signal;
 }
 
+/** `worker keys --out DIR [--name NAME]`. */
+async function keysCommand(args: string[]): Promise<number> {
+  const argv = await yargs(args)
+    .scriptName('worker keys')
+    .option('out', { type: 'string', demandOption: true, describe: 'folder for the key files (created if missing)' })
+    .option('name', { type: 'string', default: 'worker', describe: 'file names: NAME.key (secret) and NAME.pub' })
+    .check((a) => {
+      if (!/^[A-Za-z0-9._-]{1,64}$/.test(a.name)) throw new Error(`--name must be 1-64 letters, digits, '.', '_' or '-', got '${a.name}'`);
+      return true;
+    })
+    .strict()
+    .fail((msg, err) => {
+      process.stderr.write(`worker keys: ${msg ?? err?.message}\n`);
+      process.exit(2);
+    })
+    .parseAsync();
+  try {
+    writeKeys(argv.out, argv.name, 'worker');
+    return 0;
+  } catch (e) {
+    if (!(e instanceof KeyError)) throw e;
+    process.stderr.write(`worker: ${e.message}\n`);
+    return 2;
+  }
+}
+
 async function main(): Promise<number> {
+  if (hideBin(process.argv)[0] === 'keys') return keysCommand(hideBin(process.argv).slice(1));
   const argv = await yargs(hideBin(process.argv))
     .scriptName('worker')
     .usage('$0 --coordinator tcp://HOST:PORT [options]\n$0 --check-backend [--backend NAME]')
@@ -62,6 +95,9 @@ async function main(): Promise<number> {
       describe: 'training.exchange "peer": the host peers use to reach this worker\'s data-plane socket (default: 127.0.0.1 when the coordinator is on loopback, else the host name; Kubernetes: the pod IP)',
     })
     .option('check-backend', { type: 'boolean', default: false, describe: 'load the backend, print what was chosen as JSON, exit' })
+    .option('key', { type: 'string', describe: "this worker's CURVE secret key file (from 'worker keys'; not readable by other users)" })
+    .option('secret-key', { type: 'string', describe: 'the secret key itself (Z85); prefer WORKER_SECRET_KEY or --key: a command line is visible to every user' })
+    .option('coordinator-key', { type: 'string', describe: "the coordinator's CURVE public key: Z85, or its coordinator.pub file" })
     .check((a) => {
       if (!a.checkBackend && !a.coordinator) throw new Error('--coordinator is required (or --check-backend)');
       const bad = a.coordinator === undefined ? null : endpointProblem(String(a.coordinator));
@@ -80,6 +116,14 @@ async function main(): Promise<number> {
     .help()
     .parseAsync();
 
+  let curve: CurveClient | null;
+  try {
+    curve = workerCurve({ key: argv.key, secretKey: argv.secretKey, coordinatorKey: argv.coordinatorKey });
+  } catch (e) {
+    if (!(e instanceof KeyError)) throw e;
+    process.stderr.write(`worker: ${e.message}\n`);
+    return 2;
+  }
   const name = argv.name ?? `${hostname()}-${process.pid}`;
   const log = createLogger({ component: `worker:${name}`, stream: argv.checkBackend ? 'stderr' : 'stdout' });
   const signal = argv.checkBackend ? undefined : stopOnSignals(log); // before loading the backend: that takes seconds
@@ -94,7 +138,7 @@ async function main(): Promise<number> {
       return 0;
     }
     return await runWorker({
-      coordinator: argv.coordinator!, name, backend: info, capacity: argv.capacity, advertise: argv.advertise, log, signal,
+      coordinator: argv.coordinator!, name, backend: info, capacity: argv.capacity, advertise: argv.advertise, log, signal, curve,
       lifecycle: { giveUpMs: argv.giveUpAfter * 1000, stopTimeoutMs: argv.stopTimeout * 1000, rejoin: argv.rejoin },
     });
   } catch (err) {

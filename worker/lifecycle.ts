@@ -3,6 +3,7 @@
  * (the lifecycle itself is described in ./run.ts).
  */
 import type { Logger } from '../shared/log.js';
+import type { CurveClient } from '../shared/transport.js';
 import type { BackendInfo } from './backend.js';
 
 export interface WorkerRunArgs {
@@ -14,6 +15,8 @@ export interface WorkerRunArgs {
   /** The peer exchange: host peers use to reach this worker (default: see worker/peer.ts defaultAdvertise). */
   advertise?: string;
   log: Logger;
+  /** CURVE keys for the coordinator connection (./keys.ts); null or absent: plain ZeroMQ. */
+  curve?: CurveClient | null;
   /** Aborting it (SIGTERM) makes the worker leave cleanly: see the lifecycle in ./run.ts. */
   signal?: AbortSignal;
   lifecycle?: Partial<Lifecycle>;

@@ -11,7 +11,8 @@ import { hostname } from 'node:os';
 import { BlockFolder } from '../shared/dataplane/fold.js';
 import { PeerExchange, type ModelBuffers, type ReducePlan } from '../shared/dataplane/exchange.js';
 import { DataKernels } from '../shared/dataplane/kernels.js';
-import { openMesh } from '../shared/dataplane/mesh.js';
+import { openMesh, type MeshCurve } from '../shared/dataplane/mesh.js';
+import { newKeyPair } from '../shared/security/keys.js';
 
 /** Model-sized gradient blocks a worker keeps in kernel memory (about log2(micro-batches) + 2 are in use at once). */
 const FOLD_SLOTS = 6;
@@ -26,6 +27,11 @@ export interface PeerRoleArgs {
   /** Host peers use to reach it (replaces * in the bound endpoint). */
   advertise: string;
   chunkElems: number;
+  /**
+   * CURVE: the worker's own key pair (what its DEALERs show) and who may dial its socket. The socket
+   * gets a key pair of its own, whose public key becomes the member id (peers dial the id as the server key).
+   */
+  curve?: Omit<MeshCurve, 'server'> | null;
 }
 
 /** The host a worker advertises without --advertise: loopback when its coordinator is on loopback, else the host name. */
@@ -44,8 +50,9 @@ export class PeerRole {
   }
 
   static async open(a: PeerRoleArgs): Promise<PeerRole> {
-    const id = randomBytes(8).toString('hex');
-    const mesh = await openMesh(id, { bind: a.bind, advertise: a.advertise });
+    const server = a.curve ? newKeyPair() : null;
+    const id = server?.publicKey ?? randomBytes(8).toString('hex');
+    const mesh = await openMesh(id, { bind: a.bind, advertise: a.advertise, curve: a.curve && server ? { ...a.curve, server } : undefined });
     // the model (4 arrays) and up to FOLD_SLOTS gradient blocks in kernel memory (beyond: TypeScript arrays)
     const slots = Math.max(0, Math.min(FOLD_SLOTS, Math.floor(MAX_KERNEL_BYTES / (4 * a.params)) - 5));
     const kernels = await DataKernels.create((4 + slots) * a.params, a.chunkElems);

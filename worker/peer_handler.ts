@@ -12,6 +12,8 @@ import type { Message } from '../shared/protocol.js';
 import type { WorkerTransport } from '../shared/transport.js';
 import { AttemptEndedError } from '../shared/dataplane/exchange.js';
 import { defaultAdvertise, PeerRole } from './peer.js';
+import type { KeyPair } from '../shared/security/keys.js';
+import { refusalLogger } from '../shared/security/refused.js';
 import type { Trainer } from './trainer.js';
 
 type PeerMessage = Extract<Message, { type: 'state' | 'state_request' | 'fetch_state' | 'reduce' | 'commit' }>;
@@ -37,7 +39,11 @@ export class PeerHandler {
    */
   private readonly fault: string | null;
 
-  constructor(private readonly t: WorkerTransport, private readonly pool: BlobPool, private readonly log: Logger, private readonly host: PeerHost, name: string) {
+  private readonly refused = refusalLogger(() => this.log, 'data');
+
+  /** `keys`: the worker's CURVE key pair when it talks CURVE to the coordinator; the data plane then does too. */
+  constructor(private readonly t: WorkerTransport, private readonly pool: BlobPool, private readonly log: Logger, private readonly host: PeerHost, name: string,
+    private readonly keys: KeyPair | null = null) {
     const f = process.env.DATAPLANE_FAULT ?? '';
     this.fault = f.startsWith(`${name}:`) ? f.slice(name.length + 1) : null;
   }
@@ -47,7 +53,10 @@ export class PeerHandler {
     await this.close();
     if (config.training.exchange !== 'peer') return null;
     const bind = config.workers.dataBind;
-    this.role = await PeerRole.open({ params: spec.trainableCount, bind, advertise: advertise ?? defaultAdvertise(coordinator), chunkElems: CHUNK_ELEMS });
+    // CURVE: peers dial us with our id as the server key and show a key of the coordinator's allow-list (from the WELCOME)
+    const allowed = new Set(config.security.allowedWorkers);
+    const curve = this.keys && allowed.size > 0 ? { client: this.keys, allow: (k: string) => allowed.has(k), refused: (k: string, addr: string) => this.refused(k, addr, 'key-not-allowed') } : null;
+    this.role = await PeerRole.open({ params: spec.trainableCount, bind, advertise: advertise ?? defaultAdvertise(coordinator), chunkElems: CHUNK_ELEMS, curve });
     this.log.info('data_plane', { event: 'data_plane', id: this.role.id, endpoint: this.role.endpoint });
     return { id: this.role.id, endpoint: this.role.endpoint };
   }

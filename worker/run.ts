@@ -47,7 +47,7 @@ export async function runWorker(args: WorkerRunArgs): Promise<number> {
   const o: Lifecycle = { ...LIFECYCLE_DEFAULTS, ...args.lifecycle };
   const log = args.log;
   const pool = new BlobPool(1);
-  const t = connectWorker(args.coordinator, { log, pool });
+  const t = connectWorker(args.coordinator, { log, pool, curve: args.curve ?? undefined });
   const session = new WorkerSession(t, args, pool, o);
   const stop = aborted(args.signal);
   // from the stop signal on, the goodbye has stopTimeoutMs: then we leave whatever is pending

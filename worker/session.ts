@@ -48,7 +48,7 @@ export class WorkerSession {
   private data: WorkerData | null = null;
 
   constructor(private readonly t: WorkerTransport, private readonly args: WorkerRunArgs, private readonly pool: BlobPool, private readonly o: Lifecycle) {
-    this.peers = new PeerHandler(t, pool, args.log, { trainer: () => this.trainer, setVersion: (v) => { this.weightsVersion = v; } }, args.name);
+    this.peers = new PeerHandler(t, pool, args.log, { trainer: () => this.trainer, setVersion: (v) => { this.weightsVersion = v; } }, args.name, args.curve ?? null);
   }
 
   private hello(): void {

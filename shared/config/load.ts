@@ -75,14 +75,15 @@ export function canonicalJson(v: unknown): string {
 
 /**
  * Hash of what determines a run's numbers: everything but where it runs (workers.*), when it stops
- * (training.maxSteps), how often it saves (checkpoint.*) and how it is tested afterwards (eval.*). A run
- * resumes only under the same hash.
+ * (training.maxSteps), how often it saves (checkpoint.*), how it is tested afterwards (eval.*) and who
+ * may join (security.*). A run resumes only under the same hash.
  */
-export function runHash(config: { workers?: unknown; checkpoint?: unknown; eval?: unknown; training?: Record<string, unknown> }): string {
-  const { workers, checkpoint, eval: evaluation, ...rest } = config;
+export function runHash(config: { workers?: unknown; checkpoint?: unknown; eval?: unknown; security?: unknown; training?: Record<string, unknown> }): string {
+  const { workers, checkpoint, eval: evaluation, security, ...rest } = config;
   void workers;
   void checkpoint;
   void evaluation;
+  void security;
   const training = { ...(rest.training ?? {}) };
   delete training.maxSteps;
   return hashOf({ ...rest, training });

@@ -32,7 +32,7 @@ export interface Config {
   data: {
     source: 'folder' | 'synthetic'; root: string | null; trainList: string | null; identityMeta: string | null;
     boxes: string | null; boxMargin: number; validationFraction: number; validationEvery: number | null;
-    loaderThreads: number; prefetchBatches: number; syntheticIdentities: number | null; syntheticImagesPerIdentity: number;
+    loadOn: 'coordinator' | 'worker'; loaderThreads: number; prefetchBatches: number; syntheticIdentities: number | null; syntheticImagesPerIdentity: number;
   };
   augment: {
     mode: 'random' | 'fixed' | 'none'; downsampleProbability: number; kMin: number; kMax: number;
@@ -44,6 +44,7 @@ export interface Config {
     resolutions: (number | 'full')[]; mixed: boolean; tarAtFar: number[]; tableFar: number; checkpoint: 'best' | 'last';
     allowMissing: boolean; denseImpostorPairs: number; rocPoints: number; model: string | null;
   };
+  security: { secretKey: string | null; allowedWorkers: string[] };
 }
 
 /** A config that does not validate; `problems` holds one `path: message` line per error. */

@@ -7,8 +7,14 @@
  *
  * Each DEALER has its own send queue (zeromq.js allows one send in flight per socket), so sends to
  * different peers proceed at once and libzmq's I/O thread moves them while JavaScript sums.
+ *
+ * CURVE (`MeshOptions.curve`, when the coordinator runs with keys): each member's ROUTER is a CURVE
+ * server whose public key is its member id, so a peer's id is all a DEALER needs to dial it; the
+ * DEALERs show the worker's own key, which the process's ZAP handler (../zap.ts) checks against the
+ * coordinator's allow-list. A refused peer gets nothing through.
  */
 import { Dealer, Router } from 'zeromq';
+import { zapDomain, type ZapPolicy } from '../zap.js';
 
 /**
  * What a peer says in a data-plane header. `kind` 'g': a block's gradient slice; 'm': a shard's new
@@ -44,6 +50,12 @@ export interface Mesh {
   close(): Promise<void>;
 }
 
+/** CURVE on the mesh: `server.publicKey` must be the member id; `client` is the worker's allowed key pair. */
+export interface MeshCurve extends ZapPolicy {
+  server: { publicKey: string; secretKey: string };
+  client: { publicKey: string; secretKey: string };
+}
+
 export interface MeshOptions {
   /** Address to bind, e.g. 'tcp://127.0.0.1:0' or 'tcp://*:0'. */
   bind: string;
@@ -53,6 +65,7 @@ export interface MeshOptions {
   highWaterMark?: number;
   /** Largest accepted frame. Default 256 MiB. */
   maxFrameBytes?: number;
+  curve?: MeshCurve;
 }
 
 const HEADER_BYTES = 512;
@@ -87,12 +100,14 @@ class ZmqMesh implements Mesh {
   private readonly out = new Map<string, { sock: Dealer; tail: Promise<unknown> }>();
   dropped = 0;
 
-  constructor(readonly id: string, readonly endpoint: string, private readonly router: Router, private readonly hwm: number) {}
+  constructor(readonly id: string, readonly endpoint: string, private readonly router: Router, private readonly hwm: number,
+    private readonly client: MeshCurve['client'] | null = null, private readonly releaseZap: (() => Promise<void>) | null = null) {}
 
   connect(peers: readonly { id: string; endpoint: string }[]): void {
     for (const p of peers) {
       if (p.id === this.id || this.out.has(p.id)) continue;
-      const sock = new Dealer({ routingId: this.id, linger: 0, sendHighWaterMark: this.hwm, immediate: false });
+      const curve = this.client ? { curveServerKey: p.id, curvePublicKey: this.client.publicKey, curveSecretKey: this.client.secretKey } : {};
+      const sock = new Dealer({ routingId: this.id, linger: 0, sendHighWaterMark: this.hwm, immediate: false, ...curve });
       sock.connect(p.endpoint);
       this.out.set(p.id, { sock, tail: Promise.resolve() });
     }
@@ -124,15 +139,26 @@ class ZmqMesh implements Mesh {
     for (const o of this.out.values()) o.sock.close();
     this.out.clear();
     this.router.close();
+    await this.releaseZap?.();
   }
 }
 
 /** Binds this member's ROUTER; `id` must be the member id the coordinator uses (≤ 255 bytes, not starting with a 0 byte). */
 export async function openMesh(id: string, opts: MeshOptions): Promise<Mesh> {
   const maxFrame = opts.maxFrameBytes ?? 256 * 2 ** 20;
-  const router = new Router({ linger: 0, maxMessageSize: maxFrame, receiveHighWaterMark: opts.highWaterMark ?? 64 });
-  await router.bind(opts.bind);
+  const c = opts.curve;
+  if (c && c.server.publicKey !== id) throw new Error('with CURVE the member id must be the public key of its data socket');
+  const zap = c ? await zapDomain(c) : null;
+  const curve = c && zap ? { curveServer: true, curvePublicKey: c.server.publicKey, curveSecretKey: c.server.secretKey, zapDomain: zap.domain } : {};
+  const router = new Router({ linger: 0, maxMessageSize: maxFrame, receiveHighWaterMark: opts.highWaterMark ?? 64, ...curve });
+  try {
+    await router.bind(opts.bind);
+  } catch (e) {
+    router.close();
+    await zap?.release();
+    throw e;
+  }
   let endpoint = router.lastEndpoint ?? opts.bind;
   if (opts.advertise) endpoint = endpoint.replace(/^tcp:\/\/(\*|0\.0\.0\.0|\[::\])/, `tcp://${opts.advertise}`);
-  return new ZmqMesh(id, endpoint, router, opts.highWaterMark ?? 64);
+  return new ZmqMesh(id, endpoint, router, opts.highWaterMark ?? 64, c?.client ?? null, zap?.release ?? null);
 }

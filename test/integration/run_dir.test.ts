@@ -69,7 +69,7 @@ test('--resume with the newest checkpoint corrupted logs checkpoint_skipped (fil
   bytes[bytes.length - 10] ^= 1;
   writeFileSync(file, bytes);
   const run = startCoordinator(args(runDir, '--resume'));
-  while (events(run, 'listening').length === 0 && run.child.exitCode === null) await sleep(20);
+  while (events(run, 'waiting_for_workers').length === 0 && run.child.exitCode === null) await sleep(20);
   run.child.kill('SIGTERM'); // it waits for workers: a signal ends it at once
   const { code, stderr } = await run.done;
   assert.equal(code, 0, stderr);
@@ -89,7 +89,7 @@ test('a garbage best.json is a one-line error naming the file (exit 1), not a st
 test('a second coordinator on a run dir in use exits 2 naming the holder; the first is unaffected', async () => {
   const runDir = tempDir('locked');
   const first = startCoordinator(args(runDir));
-  while (events(first, 'listening').length === 0 && first.child.exitCode === null) await sleep(20);
+  while (events(first, 'waiting_for_workers').length === 0 && first.child.exitCode === null) await sleep(20);
   const second = await startCoordinator(args(runDir)).done;
   assert.equal(second.code, 2, second.stderr);
   assert.match(second.stderr, new RegExp(`in use by another coordinator \\(pid ${first.child.pid} `));
