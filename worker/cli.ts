@@ -118,7 +118,7 @@ async function main(): Promise<number> {
 
   let curve: CurveClient | null;
   try {
-    curve = workerCurve({ key: argv.key, secretKey: argv.secretKey, coordinatorKey: argv.coordinatorKey });
+    curve = argv.checkBackend ? null : workerCurve({ key: argv.key, secretKey: argv.secretKey, coordinatorKey: argv.coordinatorKey });
   } catch (e) {
     if (!(e instanceof KeyError)) throw e;
     process.stderr.write(`worker: ${e.message}\n`);

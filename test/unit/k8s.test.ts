@@ -6,8 +6,9 @@
  * pods with --backend gpu (the CUDA image), or under overlays/webgpu/ with --backend webgpu, the webgpu
  * image and the driver's graphics capability (Vulkan); the coordinator resumes, each overlay in a run
  * dir of its own; the ConfigMap's config validates against configs/schema.json, and the paper
- * overlay's is configs/paper.json. Where kubectl is installed, its kustomize renders the overlays
- * exactly as this test does.
+ * overlay's is configs/paper.json; CURVE keys come from the Secret the README's command makes, and
+ * NetworkPolicies let only worker pods reach the coordinator's and the workers' ports. Where kubectl is
+ * installed, its kustomize renders the overlays exactly as this test does.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +22,7 @@ import { PersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClai
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { Service } from 'kubernetes-models/v1/Service';
 import { Job } from 'kubernetes-models/batch/v1/Job';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { loadConfig } from '../../shared/config/load.js';
 import { repoRoot } from '../../shared/paths.js';
 import { tempDir } from '../helpers/coordinator.js';
@@ -29,7 +31,7 @@ type Obj = Record<string, any>;
 const k8sDir = join(repoRoot, 'k8s');
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'v1/ConfigMap': ConfigMap, 'v1/PersistentVolume': PersistentVolume, 'v1/PersistentVolumeClaim': PersistentVolumeClaim,
-  'v1/Pod': Pod, 'v1/Service': Service, 'batch/v1/Job': Job,
+  'v1/Pod': Pod, 'v1/Service': Service, 'batch/v1/Job': Job, 'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
 };
 
 function yamlFiles(dir: string): string[] {
@@ -302,6 +304,46 @@ test('the paper overlay trains with configs/paper.json; the example PV fits the 
   assert.ok(subset(claim.spec.selector.matchLabels, pv.metadata.labels), 'the claim selects the example PV');
   assert.equal(pv.spec.storageClassName, claim.spec.storageClassName);
   assert.ok(pv.spec.accessModes.includes('ReadOnlyMany'));
+});
+
+test('every overlay: keys from the Secret of k8s/README.md at the paths the config names; only worker pods reach the two ports', () => {
+  const readme = readFileSync(join(k8sDir, 'README.md'), 'utf8');
+  const made = /kubectl -n \S+ create secret generic (\S+)((?: --from-file=\S+)+)/.exec(readme);
+  assert.ok(made, 'k8s/README.md shows the kubectl command that makes the Secret');
+  const files = [...made[2].matchAll(/--from-file=(?:[^=\s]+=)?\S*?([^/\s]+)(?=\s|$)/g)].map((m) => m[1]);
+  for (const { name, dir } of overlays) {
+    const objs = render(dir);
+    const cm = objs.find((o) => o.kind === 'ConfigMap')!;
+    const config = JSON.parse(cm.data['config.json']) as { security: { secretKey: string; allowedWorkers: string[] } };
+    const mounted = (job: Obj): Map<string, string> => { // path in the container → key of the Secret
+      const spec = job.spec.template.spec;
+      const out = new Map<string, string>();
+      for (const v of spec.volumes.filter((x: Obj) => x.secret)) {
+        assert.equal(v.secret.secretName, made[1], `overlay ${name}: the Secret the README makes`);
+        assert.equal(v.secret.defaultMode & 0o007, 0, 'key files give other users nothing');
+        const m = spec.containers[0].volumeMounts.find((x: Obj) => x.name === v.name);
+        for (const it of v.secret.items) out.set(`${m.mountPath}/${it.path}`, it.key);
+      }
+      assert.equal(spec.securityContext.fsGroup, spec.securityContext.runAsGroup, 'the key files belong to the container\'s group');
+      return out;
+    };
+    const c = mounted(find(objs, 'Job', 'coordinator'));
+    for (const p of [config.security.secretKey, ...config.security.allowedWorkers]) assert.ok(files.includes(c.get(p) ?? ''), `overlay ${name}: ${p} comes from the Secret`);
+    const wjob = find(objs, 'Job', 'worker');
+    const w = mounted(wjob);
+    const env = envOf(wjob.spec.template.spec.containers[0]);
+    for (const p of [env.WORKER_KEY, env.WORKER_COORDINATOR_KEY]) assert.ok(files.includes(w.get(p) ?? ''), `overlay ${name}: worker key ${p} comes from the Secret`);
+    const workerLabels = wjob.spec.template.metadata.labels;
+    const policies = objs.filter((o) => o.kind === 'NetworkPolicy');
+    const data = Number(/:(\d+)$/.exec(JSON.parse(cm.data['config.json']).workers.dataBind)![1]);
+    for (const [job, port] of [[find(objs, 'Job', 'coordinator'), 5555], [wjob, data]] as const) {
+      const p = policies.find((x) => subset(x.spec.podSelector.matchLabels, job.spec.template.metadata.labels));
+      assert.ok(p, `overlay ${name}: a NetworkPolicy selects the ${job.metadata.name} pods`);
+      assert.deepEqual(p.spec.policyTypes, ['Ingress']);
+      assert.ok(p.spec.ingress.every((r: Obj) => r.from.every((f: Obj) => f.podSelector && subset(f.podSelector.matchLabels, workerLabels) && !f.ipBlock && !f.namespaceSelector)), 'from worker pods only');
+      assert.deepEqual(p.spec.ingress.flatMap((r: Obj) => r.ports.map((x: Obj) => x.port)), [port]);
+    }
+  }
 });
 
 const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0;
