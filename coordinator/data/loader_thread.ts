@@ -78,8 +78,12 @@ export async function runTask(t: LoadTask): Promise<LoadResult> {
 if (parentPort) {
   sharp.concurrency(1); // one libvips thread per loader thread: the pool is the parallelism
   const port = parentPort;
+  // one task at a time: a task decodes into buffers reused across images and yields while it reads a
+  // file, so a second task running meanwhile would decode into the same buffer before the first has
+  // augmented it (prefetched micro-batches got each other's pixels)
+  let queue: Promise<unknown> = Promise.resolve();
   port.on('message', (t: LoadTask) => {
-    runTask(t).then(
+    queue = queue.then(() => runTask(t)).then(
       (r) => port.postMessage(r, [r.data.buffer as ArrayBuffer]),
       (err: unknown) => port.postMessage({ id: t.id, error: (err as Error).stack ?? String(err) }),
     );
