@@ -1,10 +1,12 @@
 /**
- * Decoding an image file into interleaved 8-bit RGB. JPEG (nearly all of VGGFace2) goes through
- * mozjpeg compiled to WebAssembly (@jsquash/jpeg's codec, called synchronously once instantiated): on a
- * 250×250 face ~0.45 ms of CPU here, where sharp (libvips + libjpeg-turbo, native) costs ~1.1 ms a call
- * in its pipeline's fixed overhead; both give PIL's pixels exactly (test/unit/decode.test.ts). The file is
- * read synchronously (loader threads do nothing else meanwhile) and the decoder's RGBX pixels can be
- * handed on as they are (`channels: 4`, packed to RGB by the resampler only where it reads). A JPEG
+ * Decoding an image file into interleaved 8-bit RGB. A JPEG (nearly all of VGGFace2) goes to the fast path
+ * of jpeg.ts when it is a baseline YCbCr one it handles (all of LFW and of the VGGFace2 samples), else to
+ * mozjpeg compiled to WebAssembly (@jsquash/jpeg's codec, called synchronously once instantiated: libjpeg's
+ * own code, the reference). Both give Pillow's pixels exactly (test/unit/decode.test.ts); sharp (libvips +
+ * libjpeg-turbo) does too, but its per-call pipeline costs ~1.1 ms of CPU per 250×250 face, more than a
+ * whole decode here. The file is read synchronously (loader threads do nothing else meanwhile); the
+ * reference decoder's RGBX pixels can be handed on as they are (`channels: 4`, packed to RGB by the
+ * resampler only where it reads), and a transient fast decode stays in the kernels' memory. A JPEG
  * without its end-of-image marker is reported as truncated (libjpeg would fill the missing part with
  * grey). Other formats go through sharp (libpng, libwebp, …); binary PGM (P5, e.g. the ORL faces), which
  * sharp does not read, is parsed here. A face box, when given, is cut out (with its margin) before
