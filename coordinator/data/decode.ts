@@ -133,9 +133,11 @@ const isPgm = (b: Uint8Array): boolean => b[0] === 0x50 && b[1] === 0x35;
 /**
  * The decoded image without waiting, or null when it needs sharp (not JPEG or PGM) or the JPEG codec
  * is not instantiated yet (see jpegCodec). `rgbx`: a JPEG may come back as RGBX (channels 4).
+ * `transient`: the pixels may stay in the kernels' memory, valid only until the next decode of this
+ * thread — so the caller must be done with them before it awaits anything (another task could decode).
  */
-export function decodeImageSync(path: string, box: ((w: number, h: number) => Box) | null = null, rgbx = false): RgbImage | null {
-  return decodeKnown(path, readBytes(path), box, rgbx, false);
+export function decodeImageSync(path: string, box: ((w: number, h: number) => Box) | null = null, rgbx = false, transient = false): RgbImage | null {
+  return decodeKnown(path, readBytes(path), box, rgbx, transient);
 }
 
 function decodeKnown(path: string, bytes: Buffer, box: ((w: number, h: number) => Box) | null, rgbx: boolean, transient: boolean): RgbImage | null {
@@ -161,15 +163,11 @@ function toRgb(img: RgbImage): RgbImage {
   return { width: img.width, height: img.height, data };
 }
 
-/**
- * The decoded image (RGB, or RGBX with `rgbx`), optionally cropped to `box` (clamped to the image by the
- * caller). `transient`: its pixels may live in a buffer that the next transient decode of this thread
- * reuses (for a caller that is done with the image before decoding the next).
- */
-export async function decodeImage(path: string, box: ((w: number, h: number) => Box) | null = null, rgbx = false, transient = false): Promise<RgbImage> {
+/** The decoded image (RGB, or RGBX with `rgbx`), optionally cropped to `box` (clamped to the image by the caller). */
+export async function decodeImage(path: string, box: ((w: number, h: number) => Box) | null = null, rgbx = false): Promise<RgbImage> {
   const bytes = readBytes(path);
   if (isJpeg(bytes)) await jpegCodec();
-  const now = decodeKnown(path, bytes, box, rgbx, transient);
+  const now = decodeKnown(path, bytes, box, rgbx, false);
   if (now) return now;
   let img: RgbImage;
   try {

@@ -8,7 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import sharp from 'sharp';
 import { augmentTrain, transformValidation, type AugmentArgs, type Recipe } from './augment.js';
 import { cropBox } from './boxes.js';
-import { BadImageError, decodeImage } from './decode.js';
+import { BadImageError, decodeImage, decodeImageSync, jpegCodec } from './decode.js';
 import type { RgbImage } from './resample.js';
 
 export interface LoadItem {
@@ -44,16 +44,21 @@ export async function runTask(t: LoadTask): Promise<LoadResult> {
   const uses = new Map<string, number>();
   for (const item of t.items) uses.set(keyOf(item), (uses.get(keyOf(item)) ?? 0) + 1);
   const kept = new Map<string, RgbImage | BadImageError>();
-  // one image at a time, decoded (synchronously for JPEG and PGM) then augmented straight into its slot
-  // while its pixels are still in cache; RGBX from the decoder is packed by the resampler where it reads
+  await jpegCodec(); // before any image: nothing transient is live across an await
+  // one image at a time, decoded then augmented straight into its slot while its pixels are still in
+  // cache; RGBX from the reference decoder is packed by the resampler where it reads
   for (const [i, item] of t.items.entries()) {
     const key = keyOf(item);
     let img = kept.get(key);
     if (img === undefined) {
       const b = item.box;
+      const box = b ? (w: number, h: number) => cropBox(b, t.boxMargin, w, h) : null;
       try {
-        // an image used once may be decoded into a reused buffer: it is augmented before the next decode
-        img = await decodeImage(item.path, b ? (w, h) => cropBox(b, t.boxMargin, w, h) : null, true, uses.get(key) === 1);
+        // JPEG and PGM decode synchronously; an image used once may stay in the kernels' memory
+        // (transient), and is augmented below before this task awaits anything — another task on this
+        // thread (or a direct caller of runTask) cannot decode over it. Other formats (sharp) are awaited
+        // and come back in their own memory.
+        img = decodeImageSync(item.path, box, true, uses.get(key) === 1) ?? (await decodeImage(item.path, box, true));
       } catch (err) {
         if (!(err instanceof BadImageError)) throw err;
         img = err;

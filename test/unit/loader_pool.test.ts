@@ -89,3 +89,16 @@ test('a loader task over JPEGs of odd sizes (decoded where the resampler reads t
     assert.deepEqual(got.data.subarray(i * 32 * 32 * 3, (i + 1) * 32 * 32 * 3), want, `${item.path} recipe ${JSON.stringify(item.recipe)}`);
   }
 });
+
+test('tasks run concurrently on one thread (runTask called directly) give the same pixels as one by one', async () => {
+  const names = ['odd_420.jpg', 'face_420.jpg', 'odd_444.jpg', 'odd_grey.jpg', 'face_420_restart_rows.jpg', 'odd_progressive.jpg'];
+  const args: AugmentArgs = { mode: 'random', downsampleProbability: 0.7, kMin: 3, kMax: 5, fixedResolution: 24, resizeShorter: 40, crop: 32 };
+  const tasks = [0, 1, 2, 3].map((k) => ({
+    id: k, args, channelOrder: 'BGR' as const, boxMargin: 0,
+    items: names.map((name, i) => ({ path: join(fixturesDir, 'jpeg', names[(i + k) % names.length]), box: null, recipe: drawRecipe(9, k, i, args) })),
+  }));
+  const alone: Uint8Array[] = [];
+  for (const t of tasks) alone.push((await runTask(t)).data);
+  const together = await Promise.all(tasks.map((t) => runTask(t)));
+  together.forEach((r, k) => assert.deepEqual(r.data, alone[k], `task ${k}`));
+});
