@@ -34,6 +34,8 @@ function localWorkers(n: number): number {
 }
 
 async function main(): Promise<number> {
+  // what a coordinator writes (run dirs, logs, checkpoints, eval outputs, local workers' files) is not for other users
+  process.umask(0o027);
   const usage = (msg: string): number => {
     process.stderr.write(`coordinator: ${msg}\nRun 'coordinator --help' for usage.\n`);
     return 2;

@@ -171,6 +171,9 @@ export class Cluster {
     }
     switch (msg.type) {
       case 'hello': {
+        // names tell workers apart in the logs: a second live one is not answered (its HELLO retries get in once the first is gone)
+        const twin = this.members.live().find((x) => x.name === msg.name && x.peer !== peer);
+        if (twin) return this.offend(peer, 'duplicate-name', `HELLO as '${msg.name}', the name of a live worker (peer ${twin.peer})`);
         if (w?.state === 'ready') this.lost(w, 'said hello again'); // starting over: its units go elsewhere
         const joined = this.members.hello(peer, msg, now)!;
         this.log.info('worker_hello', { event: 'worker_hello', worker: joined.name, host: joined.host, pid: joined.pid, backend: joined.backend });

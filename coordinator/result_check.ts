@@ -18,6 +18,7 @@ export type OffenceCode =
   | 'bn-stats' // BN statistics missing or of the wrong length
   | 'features' // features missing or of the wrong length
   | 'stuck' // no answer within the micro-batch deadline
+  | 'duplicate-name' // a HELLO with the name of another live worker
   | 'evicted'; // anything from an evicted worker
 
 /** Sizes a result's blobs must have: the model's. */

@@ -52,6 +52,15 @@ export interface StartArgs {
 
 export { UsageError };
 
+/** The system error code (ENOSPC, EACCES, …) of `err` or of a cause it wraps, for `jq 'select(.code=="ENOSPC")'`. */
+function errorCode(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}
+
 export async function start(a: StartArgs): Promise<RunSummary> {
   const runDir = resolve(a.runDir);
   const security = coordinatorSecurity(a.config, a.bind ?? a.config.workers.bind, a.insecure ?? false, a.localWorkers > 0); // before anything is written
@@ -163,7 +172,7 @@ async function startLocked(a: StartArgs, runDir: string, security: CoordinatorSe
     log.info('run_finished', { event: 'run_finished', ...summary, validations: summary.validations.length });
     return summary;
   } catch (err) {
-    log.error('run_failed', { event: 'run_failed', step: run.t.step, error: (err as Error).stack ?? String(err) });
+    log.error('run_failed', { event: 'run_failed', step: run.t.step, code: errorCode(err), error: (err as Error).stack ?? String(err) });
     await controller.checkpointAfterFailure();
     endReason = `failed: ${(err as Error).message}`;
     endCode = 'failed';

@@ -2,8 +2,11 @@
  * Structured logs (winston). Every line has ts, level, component ('coordinator' or 'worker:<name>')
  * and event (the message, e.g. 'step', 'worker_lost'), plus the event's fields. Console: one JSON object
  * per line, or a short human line on a TTY (LOG_FORMAT=json|pretty overrides); a run also appends JSON
- * lines to <run-dir>/log.jsonl. LOG_LEVEL (default info) filters.
+ * lines to <run-dir>/log.jsonl (a write error there drops the file, logged once as `log_file_failed`).
+ * LOG_LEVEL (default info) filters.
  */
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { dirname } from 'node:path';
 import winston from 'winston';
 
 export type Logger = winston.Logger;
@@ -57,13 +60,37 @@ export function createLogger(args: LoggerArgs): Logger {
       format: usePretty ? winston.format.combine(shape(), pretty) : json,
     }),
   ];
-  if (args.file) transports.push(new winston.transports.File({ filename: args.file, format: json }));
-  return winston.createLogger({ level, defaultMeta: { component: args.component }, transports });
+  // our own stream, not winston's File transport (which swallows write errors); not for other users (0640)
+  let out: WriteStream | null = null;
+  if (args.file) {
+    mkdirSync(dirname(args.file), { recursive: true });
+    out = createWriteStream(args.file, { flags: 'a', mode: 0o640 });
+  }
+  const file = out ? new winston.transports.Stream({ stream: out, format: json }) : null;
+  if (file) transports.push(file);
+  const logger = winston.createLogger({ level, defaultMeta: { component: args.component }, transports });
+  if (out && file) {
+    files.set(logger, out);
+    // a log file that cannot be written (ENOSPC, EIO, …) is dropped, and said so once on the console
+    let failed = false;
+    out.on('error', (err: NodeJS.ErrnoException) => {
+      if (failed) return;
+      failed = true;
+      logger.remove(file);
+      logger.error('log_file_failed', { event: 'log_file_failed', file: args.file, code: err.code, error: err.message });
+    });
+  }
+  return logger;
 }
+
+/** The file stream of each logger that has one (closeLogger flushes it). */
+const files = new WeakMap<Logger, WriteStream>();
 
 /** Flushes file transports (winston writes asynchronously) before the process exits. */
 export async function closeLogger(log: Logger): Promise<void> {
   const done = new Promise<void>((resolve) => log.on('finish', () => resolve()));
   log.end();
   await Promise.race([done, new Promise((r) => setTimeout(r, 2000))]);
+  const out = files.get(log);
+  if (out && !out.destroyed) await Promise.race([new Promise((r) => out.end(r)), new Promise((r) => setTimeout(r, 2000))]);
 }

@@ -21,6 +21,8 @@ export const BLOBS: Record<MessageType, BlobSpec[]> = {
 };
 
 const str = { type: 'string' };
+/** Names that end up in every log line (a worker's name, host, backend): short, no control characters. */
+const shortStr = { type: 'string', minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f\\u007f]*$' };
 const nat = { type: 'integer', minimum: 0 };
 const int = { type: 'integer' };
 const mode = { enum: ['train', 'validate', 'features'] };
@@ -39,7 +41,7 @@ const PLAN = obj({
   sgd: obj({ lr: num, momentum: num, weightDecay: num, first: { type: 'boolean' } }),
 });
 const FIELDS: Record<MessageType, Record<string, object>> = {
-  hello: { name: str, pid: nat, host: str, backend: str, capacity: { type: 'number', minimum: 0 } },
+  hello: { name: shortStr, pid: nat, host: shortStr, backend: shortStr, capacity: { type: 'number', minimum: 0 } },
   welcome: { runId: str, config: {}, modelHash: str },
   ready: { modelHash: str, dataId: nullable(str), dataEndpoint: nullable(str), dataHash: nullable(str) },
   weights: { version: int },

@@ -103,6 +103,8 @@ async function main(): Promise<number> {
       const bad = a.coordinator === undefined ? null : endpointProblem(String(a.coordinator));
       if (bad) throw new Error(bad);
       if (!(Number.isFinite(a.capacity) && a.capacity > 0)) throw new Error(`--capacity must be a number > 0, got ${String(a.capacity)}`);
+      // the coordinator takes names of 1-256 characters without control characters (shared/protocol_schema.ts)
+      if (a.name !== undefined && !/^[^\u0000-\u001f\u007f]{1,256}$/.test(String(a.name))) throw new Error(`--name must be 1-256 characters without control characters, got ${String(a.name).length} characters`);
       for (const k of ['give-up-after', 'stop-timeout'] as const) {
         if (!(Number(a[k]) >= 0)) throw new Error(`--${k} must be a number of seconds >= 0, got ${String(a[k])}`);
       }

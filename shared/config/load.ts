@@ -12,6 +12,9 @@ export function applySet(target: Record<string, unknown>, assignment: string): v
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new ConfigError([`--set ${assignment}: expected key.path=value`]);
   const path = assignment.slice(0, eq).split('.');
+  // config keys are plain names: these would reach Object.prototype (`--set __proto__.polluted=1`)
+  const bad = path.find((k) => k === '__proto__' || k === 'constructor' || k === 'prototype' || k === '');
+  if (bad !== undefined) throw new ConfigError([`--set ${assignment}: ${JSON.stringify(bad)} is not a config key`]);
   const text = assignment.slice(eq + 1);
   let value: unknown;
   try {
@@ -21,7 +24,7 @@ export function applySet(target: Record<string, unknown>, assignment: string): v
   }
   let node = target;
   for (const key of path.slice(0, -1)) {
-    const next = node[key];
+    const next = Object.hasOwn(node, key) ? node[key] : undefined;
     if (next === undefined) node[key] = {};
     else if (typeof next !== 'object' || next === null || Array.isArray(next)) {
       throw new ConfigError([`--set ${assignment}: ${key} is not an object`]);

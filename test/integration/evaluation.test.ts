@@ -4,12 +4,12 @@
  * local workers (one micro-batch per request, so in many waves). Its numbers are checked against the
  * same evaluation computed here in one process from the evaluated checkpoint: the same images (loader
  * code), the embeddings, the batch template rule (templates.ts, not the streaming pooler the coordinator
- * uses), scores, ROC and TAR@FAR. Then `coordinator evaluate` on the init weights, `coordinator report`,
- * and the exit code for a protocol with missing images.
+ * uses), scores, ROC and TAR@FAR; its outputs give other users no access. Then `coordinator evaluate` on
+ * the init weights, `coordinator report`, and the exit code for a protocol with missing images.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateDemoData } from '../../coordinator/demo/synth_faces.js';
 import { runTask } from '../../coordinator/data/loader_thread.js';
@@ -45,6 +45,9 @@ test('stall/end → evaluation on the workers equals the one-process computation
   const events = run.lines.map((l) => l.event);
   assert.ok(events.includes('eval_started') && events.includes('eval_finished'), 'evaluation ran');
   for (const f of ['eval.json', 'table1.md', 'table1.csv', 'table3.md', 'table3.csv', 'roc.svg', 'roc.png']) assert.ok(existsSync(join(runDir, 'eval', f)), f);
+  for (const f of [join(runDir, 'eval'), ...readdirSync(join(runDir, 'eval'), { recursive: true }).map((x) => join(runDir, 'eval', String(x)))]) {
+    assert.equal(statSync(f).mode & 0o007, 0, `eval output ${f} gives other users no access (issue 15 §5)`);
+  }
   const report = await readReport(join(runDir, 'eval', 'eval.json'));
   assert.equal(report.protocol.images, d.counts.evalImages);
   assert.equal(report.protocol.templates, d.counts.templates);
