@@ -60,6 +60,7 @@ function decode(k: JpegKernels, d: Uint8Array, transient: boolean): RgbImage | n
     else if (m === 0xdb) {
       for (let p = 0; p < seg.length;) {
         const wide = seg[p] >> 4;
+        if (p + 1 + 64 * (wide ? 2 : 1) > seg.length) return null; // a table cut short
         const q = new Int16Array(64);
         for (let i = 0; i < 64; i++) {
           const v = wide ? (seg[p + 1 + 2 * i] << 8) | seg[p + 2 + 2 * i] : seg[p + 1 + i];

@@ -63,7 +63,7 @@ export function cachedHuff(def: Uint8Array): Huff {
   const key = String.fromCharCode.apply(null, def as unknown as number[]);
   let h = huffCache.get(key);
   if (!h) {
-    if (def.length < 17) throw new Fallback('short Huffman table');
+    if (def.length < 17 || def.length !== 17 + def.subarray(1, 17).reduce((a, b) => a + b, 0)) throw new Fallback('Huffman table cut short');
     h = buildHuff(def.subarray(1, 17), def.subarray(17), def[0] >> 4 === 0);
     if (huffCache.size >= 64) huffCache.clear();
     huffCache.set(key, h);

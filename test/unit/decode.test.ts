@@ -58,14 +58,17 @@ describe('decode: fast path edges', () => {
   const good = readFileSync(join(fixturesDir, 'jpeg/face_420.jpg'));
   const want = ref.files['jpeg/face_420.jpg'][2];
 
-  it('entropy data cut short, corrupt codes or a foreign marker: null (reference decoder), and the next image is unaffected', () => {
+  it('entropy data cut short, corrupt codes, a foreign marker or a table cut short: null (reference decoder), and the next image is unaffected', () => {
     const cut = Buffer.concat([good.subarray(0, good.length >> 1), Buffer.from([0xff, 0xd9])]);
     const noise = Buffer.from(good);
     for (let i = good.length >> 1; i < (good.length >> 1) + 64; i++) noise[i] = 0xfe; // long runs of 1s: no valid code
     const marker = Buffer.from(good);
     marker[good.length >> 1] = 0xff;
     marker[(good.length >> 1) + 1] = 0xc4;
-    for (const bad of [cut, noise, marker]) {
+    const dht = good.indexOf(Buffer.from([0xff, 0xc4]));
+    const shortTable = Buffer.from(good);
+    shortTable.writeUInt16BE(shortTable.readUInt16BE(dht + 2) - 5, dht + 2); // the last table's symbols cut short
+    for (const bad of [cut, noise, marker, shortTable]) {
       assert.equal(decodeBaselineJpeg(bad), null);
       assert.equal(md5(decodeBaselineJpeg(good)!.data), want);
     }
