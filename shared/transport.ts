@@ -10,7 +10,8 @@
  *
  * Streams: weights and gradients of at least `streamBytes` go as a head, then parts the receiver pulls;
  * that machinery (pulls, lent buffers, parts, per-peer order, timeouts) lives in ./streams.ts, under the
- * socket wrappers here. This is the one module that touches ZeroMQ.
+ * socket wrappers here. This is the one module of the coordinator channel that touches ZeroMQ (with
+ * ./zap.ts, the ZAP handler; the data plane has its own, ./dataplane/mesh.ts).
  *
  * zeromq.js allows one `send` in flight per socket (else EBUSY), so sends go through a per-socket promise
  * queue and callers may fire them concurrently; `messages()` has one consumer at a time. Invalid
