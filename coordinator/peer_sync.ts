@@ -48,6 +48,8 @@ export class PeerSync {
   localVersion: number;
   private momentumExists: boolean;
   private readonly waiters = new Set<Waiter>();
+  /** Called with every lost peer (a reduce attempt ends when one of its members goes). */
+  private readonly onLost = new Set<(peer: string) => void>();
   private readonly pulling = new Set<string>();
   private attempt = 0;
 
@@ -69,6 +71,7 @@ export class PeerSync {
   }
 
   lost(peer: string): void {
+    for (const f of this.onLost) f(peer);
     for (const w of [...this.waiters]) {
       if (w.peer !== peer) continue;
       this.waiters.delete(w);
@@ -135,11 +138,24 @@ export class PeerSync {
       step, attempt, members, holders: dataHolders, units, samples, range: reduceRange(this.d.run.spec, cfg.training.finetune),
       sgd: { lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay, first: !this.momentumExists }, chunkElems: DATA_CHUNK_ELEMS,
     });
+    const before = new Set(this.waiters);
     const answers = owners.map((w) => this.waitFor(w.peer, (x) => (x.type === 'reduced' && x.step === step && x.attempt === attempt)
       || (x.type === 'error' && x.code === 'reduce-failed')));
+    const mine = [...this.waiters].filter((w) => !before.has(w));
+    // a member lost mid-attempt may never deliver what the others wait for (its last chunks died with it):
+    // the attempt ends at once, the survivors' part is superseded by the next plan
+    let listener: ((peer: string) => void) | null = null;
+    const anyLost = new Promise<null>((resolve) => {
+      listener = (peer) => { if (byPeer.has(peer)) resolve(null); };
+      this.onLost.add(listener);
+    });
     await Promise.all(owners.map((w) => this.d.transport.send(w.peer, { type: 'reduce', plan }).catch(() => undefined)));
-    const got = await Promise.all(answers);
-    const failed = owners.filter((_, i) => got[i]?.type !== 'reduced');
+    const got: (PeerMessage | null)[] = owners.map(() => null);
+    answers.forEach((p, i) => void p.then((m) => { got[i] = m; }));
+    await Promise.race([Promise.all(answers), anyLost]);
+    this.onLost.delete(listener!);
+    for (const w of mine) this.waiters.delete(w); // unanswered: the attempt is over
+    const failed = owners.filter((w, i) => got[i]?.type !== 'reduced' && (this.d.members.get(w.peer)?.state !== 'ready' || got[i] !== null));
     if (failed.length) {
       const gone = new Set(failed.map((w) => w.peer));
       for (const w of failed) w.weightsVersion = -1; // alive but failed its part: it takes the weights again before new work

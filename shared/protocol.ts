@@ -122,7 +122,7 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Encoded {
   checkHeader(JSON.parse(json) as Record<string, unknown>, 'cannot encode');
   if (msg.type === 'work') checkWorkShape(msg.imageSize, msg.items, msg.images.length, msg.labels.length, 'cannot encode', msg.refs);
   const frames: Buffer[] = [Buffer.from(json, 'utf8')];
-  for (const view of arrays) if (view !== null) frames.push(...viewFrames(view, chunkBytes));
+  for (const view of arrays) if (view !== null) for (const f of viewFrames(view, chunkBytes)) frames.push(f); // no spread: a big blob in small chunks is many frames
   if (streamed === null) return { frames, stream: null };
   const s: ArrayBufferView = streamed;
   const data = viewFrames(s, chunkBytes);

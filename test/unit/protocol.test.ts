@@ -45,7 +45,7 @@ const SAMPLES: Message[] = [
   { type: 'error', requestId: 9, code: 'stale-weights', message: 'bad batch' },
   // the peer exchange's messages (kept last: tests above index SAMPLES by position)
   { type: 'ready', modelHash: 'abc123', dataId: '0a1b', dataEndpoint: 'tcp://10.0.0.2:4100', dataHash: 'f00d' },
-  { type: 'state', version: 4, state: f32(300_000, 3), bnStats: f32(10) },
+  { type: 'state', version: 4, state: f32(3000, 3), bnStats: f32(10) },
   { type: 'state_request', version: 4 },
   { type: 'fetch_state', version: 4, fromId: '0a1b', fromEndpoint: 'tcp://10.0.0.2:4100', bnStats: f32(10) },
   { type: 'state_ready', version: 4 },
