@@ -55,7 +55,19 @@ async function ensureHandler(): Promise<void> {
   starting ??= (async () => {
     await closing; // the previous handler's endpoint is free once its loop ended
     const sock = new Router({ linger: 0 });
-    await sock.bind(ENDPOINT);
+    // libzmq frees an inproc name only once the closed socket is reaped, a moment after close()
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await sock.bind(ENDPOINT);
+        break;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'EADDRINUSE' || attempt >= 50) {
+          sock.close();
+          throw e;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
     handler = { sock, loop: serve(sock).catch(() => undefined) };
   })().finally(() => { starting = null; });
   await starting;
