@@ -14,6 +14,9 @@ export interface StateHolder {
   momentum: Float32Array;
 }
 
+/** How long a request for the next version waits for this worker's own commit. */
+const COMMIT_WAIT_MS = 5000;
+
 export class StateRefusedError extends Error {
   readonly code = 'state-refused';
   constructor(readonly from: string, readonly version: number) {
@@ -48,17 +51,26 @@ export class StateTransfer {
   }
 
   private serve(to: string, version: number): boolean {
+    void this.serveWhenCommitted(to, version, Date.now() + COMMIT_WAIT_MS);
+    return true;
+  }
+
+  /**
+   * The request can overtake the coordinator's commit to this worker (they come over different
+   * sockets): a version one ahead is waited for, briefly; any other is refused at once.
+   */
+  private async serveWhenCommitted(to: string, version: number, until: number): Promise<void> {
+    while (this.holder.version === version - 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     const { weights, momentum } = this.holder;
     const p = weights.length;
     const send = (h: DataHeader, a: Float32Array): void => void this.mesh.send(to, h, a).catch(() => undefined);
     if (this.holder.version !== version) {
       send({ kind: 's', step: version, attempt: 0, offset: 0 }, new Float32Array(0));
-      return true;
+      return;
     }
     const c = this.chunkElems;
     for (let off = 0; off < p; off += c) send({ kind: 's', step: version, attempt: 0, offset: off }, weights.subarray(off, off + c));
     for (let off = 0; off < p; off += c) send({ kind: 's', step: version, attempt: 0, offset: p + off }, momentum.subarray(off, off + c));
-    return true;
   }
 
   private take(m: MeshMessage): boolean {

@@ -16,7 +16,7 @@ const model = (p: number, seed: number, version: number): ModelBuffers => ({
 });
 
 describe('state transfer between peers', () => {
-  it('copies weights and momentum of the asked version, in chunks, and sets the version', async () => {
+  it('copies weights and momentum of the asked version, in chunks, and sets the version; waits for the next version, refuses others', async () => {
     const p = 10_007; // not a multiple of the chunk: a short last chunk in each array
     const [ma, mb] = await Promise.all([openMesh('a', { bind: 'tcp://127.0.0.1:0' }), openMesh('b', { bind: 'tcp://127.0.0.1:0' })]);
     const src = model(p, 3, 7);
@@ -28,7 +28,11 @@ describe('state transfer between peers', () => {
       assert.deepEqual([...dst.weights], [...src.weights]);
       assert.deepEqual([...dst.momentum], [...src.momentum]);
       assert.equal(dst.version, 7);
-      await assert.rejects(b.fetchState({ id: 'a', endpoint: ma.endpoint }, 8, 10_000), (e: unknown) => e instanceof StateRefusedError && e.code === 'state-refused');
+      await assert.rejects(b.fetchState({ id: 'a', endpoint: ma.endpoint }, 9, 10_000), (e: unknown) => e instanceof StateRefusedError && e.code === 'state-refused');
+      // a request for the next version can overtake the source's own commit: it waits for it
+      setTimeout(() => { src.version = 8; }, 100);
+      await b.fetchState({ id: 'a', endpoint: ma.endpoint }, 8, 10_000);
+      assert.equal(dst.version, 8);
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
