@@ -20,10 +20,10 @@ export const fixturesDir: string = join(repoRoot, 'test', 'fixtures');
 
 /**
  * The shared real-face datasets (read-only, never copied into the repo): $SHARED_DATASETS, else
- * ../shared/datasets next to the repository, else /work/shared/datasets; null when none exists.
+ * ../shared/datasets next to the repository; null when neither exists.
  */
 export const datasetsDir: string | null =
-  [process.env.SHARED_DATASETS, join(repoRoot, '..', 'shared', 'datasets'), '/work/shared/datasets']
+  [process.env.SHARED_DATASETS, join(repoRoot, '..', 'shared', 'datasets')]
     .find((d): d is string => Boolean(d) && existsSync(d as string)) ?? null;
 
 /** For tests that need the shared datasets: a skip reason when they are absent. */

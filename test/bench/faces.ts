@@ -202,7 +202,7 @@ function accuracyText(reports: EvalReport[]): string {
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
-  if (!datasetsDir) throw new Error('bench:faces: shared datasets not found (../shared/datasets next to the repo, /work/shared/datasets, or set SHARED_DATASETS)');
+  if (!datasetsDir) throw new Error('bench:faces: shared datasets not found (../shared/datasets next to the repo, or set SHARED_DATASETS)');
   const datasets = isAbsolute(datasetsDir) ? datasetsDir : resolve(datasetsDir);
   const devtest = join(datasets, 'lfw_devtest');
   for (const p of [join(datasets, 'lfw_devtrain'), join(devtest, 'pairsDevTest.txt')]) {
