@@ -161,54 +161,55 @@ export class Controller {
       if (bad.length) this.log.warn('nonfinite_gradient', { event: 'nonfinite_gradient', step, microBatches: bad, worker: this.cluster.members.get(peer)?.name });
       return bad;
     });
-    if (outcome.aborted) {
-      this.log.warn('step_abandoned', { event: 'step_abandoned', step, reason: this.stopRequested });
-      return ABORTED;
-    }
-    r.t.sampler = sampler;
-    r.t.step = step;
-    this.prefetchAfter(step, sampler);
-    const seconds = (performance.now() - t0) / 1000;
-    if (!outcome.ok) {
-      this.log.warn('step_skipped', { event: 'step_skipped', step, microBatch: outcome.failedUnit, reason: 'gradient not finite after retries' });
-      return;
-    }
+    const seconds = this.endStep(step, sampler, t0, outcome);
+    if (seconds === ABORTED) return ABORTED;
+    if (seconds === null) return;
     const sgd: SgdState = { momentumBuffer: r.momentum };
     const { sum, scale } = acc.sums();
     sgdStep(r.state.weights, sum, sgd, { lr: r.t.lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay }, this.trainMask, scale);
     r.momentum = sgd.momentumBuffer;
     if (cfg.training.finetune === 'all') updateRunningStats(this.spec, r.state.bnStats, bn, cfg.training.bnMomentum);
-    r.bumpVersion();
-    this.log.info('step', {
-      event: 'step', step, maxSteps: cfg.training.maxSteps ?? undefined, loss: acc.meanLoss(), lr: r.t.lr, samples: acc.count, imagesPerSec: acc.count / seconds,
-      workers: this.cluster.members.readyWorkers().length, stepSeconds: seconds, commSeconds: outcome.sendSeconds, epoch: sampler.epoch,
-    });
+    this.logStep(step, sampler, seconds, acc.meanLoss(), acc.count, outcome.sendSeconds, {});
   }
 
   private async peerStep(step: number, units: Unit[], sampler: SamplerState, t0: number): Promise<typeof ABORTED | void> {
-    const cfg = this.config;
-    const r = this.run;
     const res = await runPeerStep({
-      config: cfg, spec: this.spec, run: r, dispatcher: this.cluster.dispatcher, peer: this.peer!, log: this.log,
+      config: this.config, spec: this.spec, run: this.run, dispatcher: this.cluster.dispatcher, peer: this.peer!, log: this.log,
       nameOf: (peer) => this.cluster.members.get(peer)?.name,
     }, step, units);
-    if (res.aborted) {
+    const seconds = this.endStep(step, sampler, t0, res);
+    if (seconds === ABORTED) return ABORTED;
+    if (seconds === null) return;
+    this.logStep(step, sampler, seconds, res.lossSum / res.count, res.count, res.sendSeconds, { reduceSeconds: res.reduceSeconds, reduceAttempts: res.attempts });
+  }
+
+  /**
+   * What every step does once its micro-batches are settled: abandoned (stop request), or the sampler
+   * moves on and the step is skipped (a micro-batch never finite: null) or done (its seconds so far).
+   */
+  private endStep(step: number, sampler: SamplerState, t0: number, o: { aborted?: boolean; ok: boolean; failedUnit?: string }): number | null | typeof ABORTED {
+    if (o.aborted) {
       this.log.warn('step_abandoned', { event: 'step_abandoned', step, reason: this.stopRequested });
       return ABORTED;
     }
-    r.t.sampler = sampler;
-    r.t.step = step;
+    this.run.t.sampler = sampler;
+    this.run.t.step = step;
     this.prefetchAfter(step, sampler);
     const seconds = (performance.now() - t0) / 1000;
-    if (!res.ok) {
-      this.log.warn('step_skipped', { event: 'step_skipped', step, microBatch: res.failedUnit, reason: 'gradient not finite after retries' });
-      return;
+    if (!o.ok) {
+      this.log.warn('step_skipped', { event: 'step_skipped', step, microBatch: o.failedUnit, reason: 'gradient not finite after retries' });
+      return null;
     }
+    return seconds;
+  }
+
+  /** A step's new weights are in place: the next version, and its `step` event. */
+  private logStep(step: number, sampler: SamplerState, seconds: number, loss: number, samples: number, commSeconds: number, extra: Record<string, number>): void {
+    const r = this.run;
     r.bumpVersion();
     this.log.info('step', {
-      event: 'step', step, maxSteps: cfg.training.maxSteps ?? undefined, loss: res.lossSum / res.count, lr: r.t.lr, samples: res.count,
-      imagesPerSec: res.count / seconds, workers: this.cluster.members.readyWorkers().length, stepSeconds: seconds, commSeconds: res.sendSeconds,
-      reduceSeconds: res.reduceSeconds, reduceAttempts: res.attempts, epoch: sampler.epoch,
+      event: 'step', step, maxSteps: this.config.training.maxSteps ?? undefined, loss, lr: r.t.lr, samples, imagesPerSec: samples / seconds,
+      workers: this.cluster.members.readyWorkers().length, stepSeconds: seconds, commSeconds, ...extra, epoch: sampler.epoch,
     });
   }
 
