@@ -55,7 +55,7 @@ export type Message =
       /** A streamed gradient arrives whole, in a buffer lent by the receiver's pool (give it back once added);
        *  an inline multi-frame one decoded with `chunks: true` comes as its frames' views. */
       gradSum: Float32Array | Float32Array[] | null; bnStats: Float32Array | null; features: Float32Array | null }
-  // the peer exchange (training.exchange "peer"; see shared/dataplane/ and coordinator/peer_sync.ts)
+  // the peer exchange (training.exchange "peer"; see shared/dataplane/ and coordinator/training/peer_sync.ts)
   /** Weights then momentum (2 × parameters) of `version`, with the BN running statistics: coordinator ⇄ worker. */
   | { type: 'state'; version: number; state: Float32Array; bnStats: Float32Array | null }
   /** Coordinator → worker: send your `state` (for a checkpoint). */

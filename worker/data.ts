@@ -7,9 +7,9 @@
 import type { Config } from '../shared/config/schema.js';
 import type { Logger } from '../shared/log.js';
 import type { WorkRefs } from '../shared/protocol.js';
-import { dataFingerprint } from '../coordinator/data/fingerprint.js';
-import { makeDataSource } from '../coordinator/data/make.js';
-import type { DataSource } from '../coordinator/data/source.js';
+import { dataFingerprint } from '../shared/data/fingerprint.js';
+import { makeDataSource } from '../shared/data/make.js';
+import type { DataSource } from '../shared/data/source.js';
 
 export class WorkerData {
   private constructor(private readonly source: DataSource, readonly hash: string) {}

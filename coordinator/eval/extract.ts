@@ -10,9 +10,9 @@
  * Unreadable images: an error listing them, unless `allowMissing` (then left out of their templates).
  */
 import type { Logger } from '../../shared/log.js';
-import type { AugmentArgs } from '../data/augment.js';
-import type { LoaderPool } from '../data/loader_pool.js';
-import type { Dispatcher, Unit, WeightsSnapshot } from '../dispatcher.js';
+import type { AugmentArgs } from '../../shared/data/augment.js';
+import type { LoaderPool } from '../../shared/data/loader_pool.js';
+import type { Dispatcher, Unit, WeightsSnapshot } from '../cluster/dispatcher.js';
 import { TemplatePooler } from './pooling.js';
 import type { EvalProtocol, Resolution } from './types.js';
 import { join, isAbsolute } from 'node:path';

@@ -6,13 +6,13 @@
  */
 import type { Config } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
-import type { AugmentArgs } from '../data/augment.js';
-import { LoaderPool } from '../data/loader_pool.js';
-import type { Dispatcher, WeightsSnapshot } from '../dispatcher.js';
+import type { AugmentArgs } from '../../shared/data/augment.js';
+import { LoaderPool } from '../../shared/data/loader_pool.js';
+import type { Dispatcher, WeightsSnapshot } from '../cluster/dispatcher.js';
 import { extractFeatures } from './extract.js';
 import { writeEvalOutputs } from './outputs.js';
 import { checkImages, ProtocolError, readProtocol, type CheckedProtocol } from './protocols/index.js';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../commands/errors.js';
 import { rocCurve, tarAtFar, thinRoc } from './roc.js';
 import { scorePairsParallel } from './scores.js';
 import type { EvalProtocol, EvalReport, PairResult, Resolution } from './types.js';

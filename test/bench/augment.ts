@@ -16,8 +16,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { resolveConfig } from '../../shared/config/schema.js';
 import { datasetsDir, needDatasets, repoRoot } from '../../shared/paths.js';
-import { drawRecipe, type AugmentArgs } from '../../coordinator/data/augment.js';
-import { LoaderPool } from '../../coordinator/data/loader_pool.js';
+import { drawRecipe, type AugmentArgs } from '../../shared/data/augment.js';
+import { LoaderPool } from '../../shared/data/loader_pool.js';
 
 function images(dir: string): string[] {
   const out: string[] = [];

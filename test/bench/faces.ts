@@ -32,7 +32,7 @@ import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { loadCampaign, setsOf, type Campaign, type CampaignRun } from '../../coordinator/campaign.js';
+import { loadCampaign, setsOf, type Campaign, type CampaignRun } from '../../coordinator/commands/campaign.js';
 import { readReport } from '../../coordinator/eval/report.js';
 import { formatTable1Text, formatTable3, resolutionLabel, tarAt } from '../../coordinator/eval/tables.js';
 import type { EvalReport, PairResult, Resolution } from '../../coordinator/eval/types.js';

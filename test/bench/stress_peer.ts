@@ -9,7 +9,7 @@
  */
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
-import { CheckpointStore } from '../../coordinator/checkpoint.js';
+import { CheckpointStore } from '../../coordinator/checkpoint/checkpoint.js';
 import { loadConfig } from '../../shared/config/load.js';
 import { buildSpec } from '../../shared/model/spec.js';
 import { repoRoot } from '../../shared/paths.js';

@@ -5,7 +5,7 @@
  * over `n` elements, in nanoseconds per element.
  */
 import { DataKernels } from '../../shared/dataplane/kernels.js';
-import { GradientAccumulator } from '../../coordinator/reducer.js';
+import { GradientAccumulator } from '../../coordinator/training/reducer.js';
 import { median } from './sync_modes.js';
 
 export async function kernelCosts(n: number): Promise<{ stepNs: number; takeNs: number; centralAddNs: number }> {

@@ -8,11 +8,11 @@ import { initState, type ModelState } from '../../shared/model/params.js';
 import { buildSpec } from '../../shared/model/spec.js';
 import { sgdStep, type SgdState } from '../../shared/optim/sgd.js';
 import { Trainer } from '../../worker/trainer.js';
-import { updateRunningStats, type MicroBatchStats } from '../../coordinator/bnstats.js';
-import { makeDataSource } from '../../coordinator/data/make.js';
-import { nextPicks, type SamplerState } from '../../coordinator/data/sampler.js';
-import { cutMicroBatches } from '../../coordinator/planner.js';
-import { GradientAccumulator } from '../../coordinator/reducer.js';
+import { updateRunningStats, type MicroBatchStats } from '../../coordinator/training/bnstats.js';
+import { makeDataSource } from '../../shared/data/make.js';
+import { nextPicks, type SamplerState } from '../../shared/data/sampler.js';
+import { cutMicroBatches } from '../../coordinator/cluster/planner.js';
+import { GradientAccumulator } from '../../coordinator/training/reducer.js';
 
 export async function referenceRun(config: Config, steps: number): Promise<ModelState> {
   const spec = buildSpec(config.model);

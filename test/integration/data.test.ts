@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../shared/config/load.js';
 import { closeLogger, createLogger } from '../../shared/log.js';
 import { datasetsDir, needDatasets, repoRoot } from '../../shared/paths.js';
-import { FolderSource } from '../../coordinator/data/folder.js';
+import { FolderSource } from '../../shared/data/folder.js';
 import { startCoordinator, tempDir } from '../helpers/coordinator.js';
 
 const lfw = join(datasetsDir ?? '/nonexistent', 'lfw_devtrain');

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { CheckpointStore } from '../../coordinator/checkpoint.js';
+import { CheckpointStore } from '../../coordinator/checkpoint/checkpoint.js';
 import { loadConfig } from '../../shared/config/load.js';
 import { createLogger } from '../../shared/log.js';
 import { buildSpec } from '../../shared/model/spec.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { loadConfig } from '../../shared/config/load.js';
 import { buildSpec } from '../../shared/model/spec.js';
-import { CheckpointStore } from '../../coordinator/checkpoint.js';
+import { CheckpointStore } from '../../coordinator/checkpoint/checkpoint.js';
 import { repoRoot } from '../../shared/paths.js';
 import { spawnLogged, startCoordinator, tempDir, tinyArgs, type CoordinatorRun } from '../helpers/coordinator.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../shared/config/load.js';
 import { buildSpec } from '../../shared/model/spec.js';
 import { selectBackend } from '../../worker/backend.js';
-import { CheckpointStore } from '../../coordinator/checkpoint.js';
+import { CheckpointStore } from '../../coordinator/checkpoint/checkpoint.js';
 import { repoRoot } from '../../shared/paths.js';
 import { referenceRun, worstRelative } from '../helpers/reference.js';
 import { spawnLogged, startCoordinator, tempDir, tinyArgs, type CoordinatorRun } from '../helpers/coordinator.js';

@@ -11,8 +11,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSyn
 import { join } from 'node:path';
 import { loadConfig } from '../../shared/config/load.js';
 import { buildSpec } from '../../shared/model/spec.js';
-import { CheckpointStore } from '../../coordinator/checkpoint.js';
-import { ModelRun } from '../../coordinator/run_state.js';
+import { CheckpointStore } from '../../coordinator/checkpoint/checkpoint.js';
+import { ModelRun } from '../../coordinator/training/run_state.js';
 import { startCoordinator, tempDir, type CoordinatorRun } from '../helpers/coordinator.js';
 import { tiny } from '../helpers/scripted.js';
 

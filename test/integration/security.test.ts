@@ -16,7 +16,7 @@ import { repoRoot } from '../../shared/paths.js';
 import { fingerprint, newKeyPair, writeKeyPair } from '../../shared/security/keys.js';
 import { loadConfig } from '../../shared/config/load.js';
 import { buildSpec } from '../../shared/model/spec.js';
-import { CheckpointStore } from '../../coordinator/checkpoint.js';
+import { CheckpointStore } from '../../coordinator/checkpoint/checkpoint.js';
 import { spawnLogged, startCoordinator, tempDir, tinyArgs, type CoordinatorRun } from '../helpers/coordinator.js';
 import { tiny } from '../helpers/scripted.js';
 

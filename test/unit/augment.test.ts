@@ -1,5 +1,5 @@
 /**
- * coordinator/data/augment.ts: recipes (deterministic, order-independent, p and k distributions), the
+ * shared/data/augment.ts: recipes (deterministic, order-independent, p and k distributions), the
  * paper's training augmentation and the validation transform end to end against PIL (the same recipes
  * applied by test/fixtures/make_pil_reference.py with Pillow 9.4: down/up, Resize(256), crop at the
  * given offsets), 'fixed' and 'none' modes, zero padding when the crop is larger than the image, the
@@ -12,10 +12,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixturesDir } from '../../shared/paths.js';
 import { readNpz } from '../../shared/model/npz.js';
-import { resampleBackend, resizeBilinear, sizeForShorter, type RgbImage } from '../../coordinator/data/resample.js';
+import { resampleBackend, resizeBilinear, sizeForShorter, type RgbImage } from '../../shared/data/resample.js';
 import {
   augmentTrain, drawRecipe, lowResolutionSize, toChannelOrder, transformValidation, type AugmentArgs, type Recipe,
-} from '../../coordinator/data/augment.js';
+} from '../../shared/data/augment.js';
 
 interface Common { name: string; input: string; resizeShorter: number; crop: number; lowSize: [number, number] | null; resized: [number, number] }
 interface TrainCase extends Common { downsampleTo: number | null; cropFx: number; cropFy: number }

@@ -1,5 +1,5 @@
 /**
- * coordinator/campaign.ts: campaign files validate against configs/campaign.schema.json (defaults filled
+ * coordinator/commands/campaign.ts: campaign files validate against configs/campaign.schema.json (defaults filled
  * in), each problem named (duplicate run, initFrom not an earlier run, unknown table run); the shipped
  * campaigns load and every run's config resolves; `set` objects become --set assignments; a run starting
  * from another takes that run's best checkpoint as init weights, and refuses when it has none.
@@ -8,9 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadCampaign, runConfig, setsOf } from '../../coordinator/campaign.js';
-import { CheckpointStore } from '../../coordinator/checkpoint.js';
-import { UsageError } from '../../coordinator/errors.js';
+import { loadCampaign, runConfig, setsOf } from '../../coordinator/commands/campaign.js';
+import { CheckpointStore } from '../../coordinator/checkpoint/checkpoint.js';
+import { UsageError } from '../../coordinator/commands/errors.js';
 import { ConfigError } from '../../shared/config/schema.js';
 import { loadConfig } from '../../shared/config/load.js';
 import { initState } from '../../shared/model/params.js';

@@ -1,5 +1,5 @@
 /**
- * The coordinator's checkpoint store (coordinator/checkpoint.ts) on real files in a temp directory, with
+ * The coordinator's checkpoint store (coordinator/checkpoint/checkpoint.ts) on real files in a temp directory, with
  * the small SE-ResNet (SMALL_MODEL): the save/load round trip is bit-identical (weights, BN stats,
  * momentum, meta), model.safetensors loads with loadWeightsFile, keepLast pruning keeps the best, an
  * existing step is replaced cleanly, latest() ignores leftovers of a crash (a `.tmp-*` dir, a step dir
@@ -16,8 +16,8 @@ import { buildSpec } from '../../shared/model/spec.js';
 import { initState, type ModelState } from '../../shared/model/params.js';
 import { readSafetensors, writeSafetensors } from '../../shared/model/safetensors.js';
 import { loadWeightsFile } from '../../shared/model/weights.js';
-import { CheckpointStore, type CheckpointData } from '../../coordinator/checkpoint.js';
-import { sealRecord } from '../../coordinator/checkpoint_record.js';
+import { CheckpointStore, type CheckpointData } from '../../coordinator/checkpoint/checkpoint.js';
+import { sealRecord } from '../../coordinator/checkpoint/checkpoint_record.js';
 import { createHash } from 'node:crypto';
 
 const spec = buildSpec(modelArgs(SMALL_MODEL));

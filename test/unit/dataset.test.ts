@@ -1,5 +1,5 @@
 /**
- * coordinator/data/{identity_meta,boxes,dataset}.ts: parsing identity_meta.csv (rows copied from the
+ * shared/data/{identity_meta,boxes,dataset}.ts: parsing identity_meta.csv (rows copied from the
  * real excerpt: re-quoted names, missing Sample_Num with a trailing comma, the header; plus the official
  * unquoted form and a name with a comma), file:line errors; loose boxes and cropBox (margin, outward
  * rounding, clamping); readDataset on temp folders (both layouts, hidden files, non-images, trainList
@@ -11,9 +11,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { boxKey, cropBox, parseLooseBoxes } from '../../coordinator/data/boxes.js';
-import { readDataset, DatasetError, type ReadDatasetArgs } from '../../coordinator/data/dataset.js';
-import { CsvFormatError, parseIdentityMeta, readIdentityMeta, splitCsvLine } from '../../coordinator/data/identity_meta.js';
+import { boxKey, cropBox, parseLooseBoxes } from '../../shared/data/boxes.js';
+import { readDataset, DatasetError, type ReadDatasetArgs } from '../../shared/data/dataset.js';
+import { CsvFormatError, parseIdentityMeta, readIdentityMeta, splitCsvLine } from '../../shared/data/identity_meta.js';
 import { datasetsDir, needDatasets, repoRoot } from '../../shared/paths.js';
 
 const DATASETS = datasetsDir ?? '/nonexistent';

@@ -1,5 +1,5 @@
 /**
- * coordinator/data/decode.ts and jpeg.ts against Pillow 9.4's Image.open(path).convert('RGB'): MD5 digests
+ * shared/data/decode.ts and jpeg.ts against Pillow 9.4's Image.open(path).convert('RGB'): MD5 digests
  * of its pixels from test/fixtures/make_pil_decode_reference.py, for every JPEG of lfw_devtrain and
  * vggface2_samples (when ../shared/datasets is there) and for small JPEGs made by that script (odd sizes,
  * 4:2:0, 4:4:4, 2x1 sampling, restart markers, 16-bit tables: the fast path; 4:2:2, greyscale,
@@ -12,8 +12,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { datasetsDir, fixturesDir, needDatasets } from '../../shared/paths.js';
-import { decodeImage, decodeImageSync, decodeJpegReference, jpegCodec } from '../../coordinator/data/decode.js';
-import { decodeBaselineJpeg } from '../../coordinator/data/jpeg.js';
+import { decodeImage, decodeImageSync, decodeJpegReference, jpegCodec } from '../../shared/data/decode.js';
+import { decodeBaselineJpeg } from '../../shared/data/jpeg.js';
 
 interface Reference { pillow: string; files: Record<string, [number, number, string]>; datasets: Record<string, string> }
 const ref = JSON.parse(readFileSync(join(fixturesDir, 'pil_decode_reference.json'), 'utf8')) as Reference;

@@ -1,5 +1,5 @@
 /**
- * coordinator/evaluate_cmd.ts helpers: the run dir of `--checkpoint <run>/checkpoints/step-N` when
+ * coordinator/commands/evaluate.ts helpers: the run dir of `--checkpoint <run>/checkpoints/step-N` when
  * --run-dir is not given (refused for best/last/init or any other path), and eval.json lookup from a run
  * dir or the file itself, with a clear message when there is none.
  */
@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { evalJsonOf, runDirOf } from '../../coordinator/evaluate_cmd.js';
-import { UsageError } from '../../coordinator/errors.js';
+import { evalJsonOf, runDirOf } from '../../coordinator/commands/evaluate.js';
+import { UsageError } from '../../coordinator/commands/errors.js';
 import { tempDir } from '../helpers/coordinator.js';
 
 test('runDirOf: <run>/checkpoints/step-N → <run>; otherwise --run-dir is required', () => {

@@ -6,10 +6,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deadlineMs, median, UnitSpeed } from '../../coordinator/deadline.js';
-import { Membership } from '../../coordinator/membership.js';
-import { OffenceBook } from '../../coordinator/offences.js';
-import { checkResult, type Expected, type ResultShape } from '../../coordinator/result_check.js';
+import { deadlineMs, median, UnitSpeed } from '../../coordinator/cluster/deadline.js';
+import { Membership } from '../../coordinator/cluster/membership.js';
+import { OffenceBook } from '../../coordinator/cluster/offences.js';
+import { checkResult, type Expected, type ResultShape } from '../../coordinator/cluster/result_check.js';
 import type { ItemResult, Message } from '../../shared/protocol.js';
 import { RateLimiter } from '../../shared/ratelimit.js';
 import { endpointProblem } from '../../worker/lifecycle.js';

@@ -1,5 +1,5 @@
 /**
- * coordinator/data/loader_pool.ts: identity shards (contiguous, balanced ranges of the sorted identities)
+ * shared/data/loader_pool.ts: identity shards (contiguous, balanced ranges of the sorted identities)
  * and runSharded — items split over the threads by shard come back in item order, byte-identical to one
  * thread doing the whole task, with failed items reported at their original index. And a loader task end to
  * end (JPEG file → decoder → the paper's augmentation → channel order) against Pillow's output.
@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { LoaderPool, shardOfIdentity } from '../../coordinator/data/loader_pool.js';
-import { runTask } from '../../coordinator/data/loader_thread.js';
-import { augmentTrain, drawRecipe, toChannelOrder, type AugmentArgs } from '../../coordinator/data/augment.js';
-import { decodeImage } from '../../coordinator/data/decode.js';
+import { LoaderPool, shardOfIdentity } from '../../shared/data/loader_pool.js';
+import { runTask } from '../../shared/data/loader_thread.js';
+import { augmentTrain, drawRecipe, toChannelOrder, type AugmentArgs } from '../../shared/data/augment.js';
+import { decodeImage } from '../../shared/data/decode.js';
 import { readNpz } from '../../shared/model/npz.js';
 import { datasetsDir, fixturesDir, needDatasets } from '../../shared/paths.js';
 import { tempDir } from '../helpers/coordinator.js';

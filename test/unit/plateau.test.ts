@@ -1,5 +1,5 @@
 /**
- * coordinator/plateau.ts proven against PyTorch. test/fixtures/make_plateau_reference.py drives the real
+ * coordinator/training/plateau.ts proven against PyTorch. test/fixtures/make_plateau_reference.py drives the real
  * torch.optim.lr_scheduler.ReduceLROnPlateau (torch 1.13, mode 'min', one SGD param group) over named
  * cases (patience, patience 0, rel/abs thresholds, improvements inside the threshold, cooldown, min_lr
  * clamping, eps suppression, ties, NaN/+inf losses, negative losses, rounding of repeated reductions and
@@ -18,7 +18,7 @@ import {
   plateauStep,
   type PlateauArgs,
   type PlateauState,
-} from '../../coordinator/plateau.js';
+} from '../../coordinator/training/plateau.js';
 
 type Num = number | 'NaN' | 'Infinity' | '-Infinity';
 interface FixtureStep { lr: number; best: Num | null; numBadEpochs: number; cooldownCounter: number; lastEpoch: number }

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { loadConfig } from '../../shared/config/load.js';
 import { repoRoot } from '../../shared/paths.js';
-import { makeDataSource } from '../../coordinator/data/make.js';
-import { nextPicks } from '../../coordinator/data/sampler.js';
+import { makeDataSource } from '../../shared/data/make.js';
+import { nextPicks } from '../../shared/data/sampler.js';
 import { tempDir } from '../helpers/coordinator.js';
 
 test('prefetched micro-batches (tasks in flight together on each loader thread) equal the images loaded one by one', async () => {

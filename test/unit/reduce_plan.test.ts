@@ -1,7 +1,7 @@
-/** The coordinator's reduce planning for the peer exchange (coordinator/reduce_plan.ts), hand-made expectations. */
+/** The coordinator's reduce planning for the peer exchange (coordinator/training/reduce_plan.ts), hand-made expectations. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { lostHolders, planReduce } from '../../coordinator/reduce_plan.js';
+import { lostHolders, planReduce } from '../../coordinator/training/reduce_plan.js';
 
 const sgd = { lr: 0.1, momentum: 0.9, weightDecay: 0, first: false };
 const members = [{ id: 'b', endpoint: 'tcp://h2:2' }, { id: 'a', endpoint: 'tcp://h1:1' }];

@@ -1,5 +1,5 @@
 /**
- * coordinator/data/resample.ts against Pillow 9.4's Image.resize(..., BILINEAR). The expected images come
+ * shared/data/resample.ts against Pillow 9.4's Image.resize(..., BILINEAR). The expected images come
  * from test/fixtures/make_pil_reference.py (pil_reference.npz + pil_reference.json): real face images
  * taken down to shorter sides 8…64 and back up, to shorter side 256, and to odd sizes (non-integer factors,
  * 1-pixel inputs and outputs, one-pass-only and same-size resizes); and digests of 300 random size pairs
@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { fixturesDir } from '../../shared/paths.js';
 import { readNpz } from '../../shared/model/npz.js';
 import { rng } from '../../shared/rng.js';
-import { resampleBackend, resizeBilinear, resizeInto, resizeTwiceInto, sizeForShorter, sourceWindow, type RgbImage } from '../../coordinator/data/resample.js';
+import { resampleBackend, resizeBilinear, resizeInto, resizeTwiceInto, sizeForShorter, sourceWindow, type RgbImage } from '../../shared/data/resample.js';
 
 interface ResizeCase { name: string; input: string; width: number; height: number }
 interface Index { pillow: string; resize: ResizeCase[]; sizes: (number | null)[][] }

@@ -14,9 +14,9 @@ import { modelArgs, SMALL_MODEL } from '../../shared/model/args.js';
 import { buildSpec } from '../../shared/model/spec.js';
 import { initState } from '../../shared/model/params.js';
 import type { Logger } from '../../shared/log.js';
-import { CheckpointError, CheckpointStore, type CheckpointData } from '../../coordinator/checkpoint.js';
-import { UsageError } from '../../coordinator/errors.js';
-import { LOCK_FILE, RunLock } from '../../coordinator/run_lock.js';
+import { CheckpointError, CheckpointStore, type CheckpointData } from '../../coordinator/checkpoint/checkpoint.js';
+import { UsageError } from '../../coordinator/commands/errors.js';
+import { LOCK_FILE, RunLock } from '../../coordinator/checkpoint/run_lock.js';
 
 const spec = buildSpec(modelArgs(SMALL_MODEL));
 let root: string;

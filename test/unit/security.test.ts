@@ -18,7 +18,7 @@ import { encodeMessage, type Message } from '../../shared/protocol.js';
 import { fingerprint, KeyError, newKeyPair, publicKeyOf, readPublicKeys, readSecretKeyFile, writeKeyPair } from '../../shared/security/keys.js';
 import { z85Decode, z85Encode } from '../../shared/security/z85.js';
 import { bindCoordinator, connectWorker } from '../../shared/transport.js';
-import { isLocalEndpoint } from '../../coordinator/security.js';
+import { isLocalEndpoint } from '../../coordinator/cluster/security.js';
 import { PeerExchange, type ModelBuffers } from '../../shared/dataplane/exchange.js';
 import { openMesh } from '../../shared/dataplane/mesh.js';
 import { workerCurve } from '../../worker/keys.js';

@@ -1,5 +1,5 @@
 /**
- * coordinator/data/split.ts: the train/validation split of each identity's images. Determinism (same
+ * shared/data/split.ts: the train/validation split of each identity's images. Determinism (same
  * seed → same split, other seed → another), the fraction (round(f·n), capped at n − 1), every-N-th
  * (indices N−1, 2N−1, … in key order), no overlap and union = all, output ordered by label then key,
  * independence of an identity's split from the other identities, at least one training image per
@@ -8,8 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readDataset, type Dataset, type ImageEntry } from '../../coordinator/data/dataset.js';
-import { hashIdentity, heldOutIndices, splitImages } from '../../coordinator/data/split.js';
+import { readDataset, type Dataset, type ImageEntry } from '../../shared/data/dataset.js';
+import { hashIdentity, heldOutIndices, splitImages } from '../../shared/data/split.js';
 import { datasetsDir, needDatasets, repoRoot } from '../../shared/paths.js';
 
 /** A hand-made dataset: identity i has counts[i] images named 0000.jpg, 0001.jpg, … */

@@ -1,5 +1,5 @@
 /**
- * coordinator/stall.ts: stall detection over validations on the 'res24' and 'full' splits and the choice
+ * coordinator/training/stall.ts: stall detection over validations on the 'res24' and 'full' splits and the choice
  * of the best checkpoint. One test per rule: the relative threshold (ties and improvements inside the
  * threshold do not count), any split improving resets the counter, stalled once `patience` validations
  * in a row improve nothing, stalled at the minimum lr (with its tolerance, and taking precedence), NaN and
@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pickBest, stallImproves, stallInit, stallStep, type StallArgs, type StallState } from '../../coordinator/stall.js';
+import { pickBest, stallImproves, stallInit, stallStep, type StallArgs, type StallState } from '../../coordinator/training/stall.js';
 
 const SPLITS = ['res24', 'full'];
 const ARGS: StallArgs = { patience: 3, threshold: 0.01 };

@@ -1,5 +1,5 @@
 /**
- * coordinator/demo/synth_faces.ts (the `npm start` demo's synthetic faces) on a tiny data set:
+ * tools/demo/synth_faces.ts (the `npm start` demo's synthetic faces) on a tiny data set:
  * determinism (same seed → byte-identical files, other seed → other images), the VGGFace2 layout as
  * readDataset lists it, the IJB-B meta files (images exist, templates of 1–3 media of 1–2 images,
  * pairs between listed templates, labels 0/1, genuine iff same subject, every genuine pair, the
@@ -12,10 +12,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { readDataset } from '../../coordinator/data/dataset.js';
-import { decodeImage } from '../../coordinator/data/decode.js';
-import { readIdentityMeta } from '../../coordinator/data/identity_meta.js';
-import { generateDemoData, identityOf, pixelSeparability, planEval, type DemoDataArgs } from '../../coordinator/demo/synth_faces.js';
+import { readDataset } from '../../shared/data/dataset.js';
+import { decodeImage } from '../../shared/data/decode.js';
+import { readIdentityMeta } from '../../shared/data/identity_meta.js';
+import { generateDemoData, identityOf, pixelSeparability, planEval, type DemoDataArgs } from '../../tools/demo/synth_faces.js';
 import { tempDir } from '../helpers/coordinator.js';
 
 const TINY = { seed: 7, identities: 3, imagesPerIdentity: 3, evalIdentities: 4, evalImagesPerIdentity: 5, size: 32, impostorPairs: 12 };

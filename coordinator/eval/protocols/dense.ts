@@ -4,7 +4,7 @@
  * impostor pairs. One image = one media = one template (named by its path 'identity/file').
  *
  * Listing: identity folders are the non-hidden directories (or links to them) directly under the root,
- * images the files in them that `isImageName` accepts (coordinator/data/dataset.ts: .jpg .jpeg .png
+ * images the files in them that `isImageName` accepts (shared/data/dataset.ts: .jpg .jpeg .png
  * .pgm .webp, not hidden); loose files in the root are ignored, both lists are sorted by UTF-16 code
  * units, so template i is the i-th image in (identity, file) order. Identities without images are skipped.
  *
@@ -18,7 +18,7 @@
 import { readdirSync, statSync, type Dirent } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { rng } from '../../../shared/rng.js';
-import { isImageName } from '../../data/dataset.js';
+import { isImageName } from '../../../shared/data/dataset.js';
 import type { EvalImage, EvalProtocol } from '../types.js';
 import { ProtocolError } from './common.js';
 

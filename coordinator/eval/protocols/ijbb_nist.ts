@@ -17,7 +17,7 @@
  */
 import { join, resolve } from 'node:path';
 import type { EvalImage, EvalProtocol } from '../types.js';
-import { forEachLine, splitCsvLine } from '../../data/identity_meta.js';
+import { forEachLine, splitCsvLine } from '../../../shared/data/identity_meta.js';
 import {
   asBuffer, badRelativePath, clip, estimateLines, PairStore, parseIntField, ProtocolError, readBytes, readText, scanIntRows, TemplateIds,
 } from './common.js';

@@ -15,7 +15,7 @@
  */
 import { dirname, resolve } from 'node:path';
 import type { EvalImage, EvalProtocol } from '../types.js';
-import { forEachLine } from '../../data/identity_meta.js';
+import { forEachLine } from '../../../shared/data/identity_meta.js';
 import { clip, PairStore, ProtocolError, readText } from './common.js';
 
 export interface LfwPairsArgs {
