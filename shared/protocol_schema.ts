@@ -39,6 +39,7 @@ const PLAN = obj({
   range: { type: 'array', minItems: 2, maxItems: 2, items: nat },
   blocks: { type: 'array', items: obj({ lo: nat, size: { type: 'integer', minimum: 1 }, holder: str }) },
   sgd: obj({ lr: num, momentum: num, weightDecay: num, first: { type: 'boolean' } }),
+  wireFormat: { enum: ['fp32', 'bf16', 'fp16'] },
 });
 const FIELDS: Record<MessageType, Record<string, object>> = {
   hello: { name: shortStr, pid: nat, host: shortStr, backend: shortStr, capacity: { type: 'number', minimum: 0 } },

@@ -5,7 +5,7 @@
 import type { BlobPool } from './pool.js';
 import type { ReducePlan } from './dataplane/exchange.js';
 
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Streamable blobs (weights, gradients) of at least this many bytes travel as a pulled stream. */
 export const DEFAULT_STREAM_BYTES = 64 * 1024;

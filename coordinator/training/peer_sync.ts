@@ -137,6 +137,7 @@ export class PeerSync {
     const plan = planReduce({
       step, attempt, members, holders: dataHolders, units, samples, range: reduceRange(this.d.run.spec, cfg.training.finetune),
       sgd: { lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay, first: !this.momentumExists }, chunkElems: DATA_CHUNK_ELEMS,
+      wireFormat: cfg.training.wireFormat,
     });
     const before = new Set(this.waiters);
     const answers = owners.map((w) => this.waitFor(w.peer, (x) => (x.type === 'reduced' && x.step === step && x.attempt === attempt)

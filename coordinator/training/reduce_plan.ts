@@ -4,6 +4,7 @@
  */
 import { blocksOf, coversExactly } from '../../shared/dataplane/canonical.js';
 import type { ReducePlan } from '../../shared/dataplane/exchange.js';
+import type { WireFormat } from '../../shared/dataplane/half.js';
 import type { ShardSgdArgs } from '../../shared/optim/sgd_shard.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 
@@ -22,6 +23,7 @@ export interface ReduceArgs {
   range: [number, number];
   sgd: ShardSgdArgs;
   chunkElems: number;
+  wireFormat: WireFormat;
 }
 
 /** The reduced elements: every trainable one, or only the classifier's when fine-tuning the last layer. */
@@ -46,5 +48,5 @@ export function planReduce(a: ReduceArgs): ReducePlan {
   });
   if (!coversExactly(blocks, a.units)) throw new Error(`the held micro-batches do not cover 0..${a.units - 1} exactly once`);
   const members = [...a.members].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)).map((m) => ({ id: m.id, endpoint: m.endpoint }));
-  return { step: a.step, attempt: a.attempt, members, range: a.range, units: a.units, blocks, samples: a.samples, sgd: a.sgd, chunkElems: a.chunkElems };
+  return { step: a.step, attempt: a.attempt, members, range: a.range, units: a.units, blocks, samples: a.samples, sgd: a.sgd, chunkElems: a.chunkElems, wireFormat: a.wireFormat };
 }

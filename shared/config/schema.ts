@@ -15,7 +15,7 @@ export interface Config {
   init: { weights: string | null; skipClassifier: boolean };
   training: {
     batchSize: number; microBatch: number; lr: number; momentum: number; weightDecay: number;
-    finetune: 'all' | 'classifier'; exchange: 'central' | 'peer'; bnMomentum: number; maxSteps: number | null;
+    finetune: 'all' | 'classifier'; exchange: 'central' | 'peer'; wireFormat: 'fp32' | 'bf16' | 'fp16'; bnMomentum: number; maxSteps: number | null;
     gradientCheckpointing: 'auto' | 'always' | 'never'; maxRetries: number;
   };
   plateau: {

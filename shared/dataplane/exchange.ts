@@ -13,10 +13,18 @@
  * range; the coordinator then says commit (a swap of live and next, the same on every member) or starts
  * a new attempt without a lost member, which nothing staged can disturb.
  * Messages for a later attempt are kept until its plan arrives; those of older attempts are dropped.
+ *
+ * Compressed wire (`plan.wireFormat` 'bf16' or 'fp16', like DDP's fp16_compress_hook): each block's slice
+ * goes to its owner as 16-bit floats (./half.ts), and the owner sends its shard's mean gradient, again
+ * 16-bit, instead of the new momentum; every member, the owner included, applies SGD to the whole model
+ * from those same 16-bit values, so the members still hold the same bits. Half the bytes of 'fp32'; the
+ * weights then depend on where the blocks start (the rounding happens per block), i.e. on the assignment
+ * of micro-batches, so the bitwise guarantees across worker counts hold only for 'fp32'.
  */
 import { blockKey, shardRanges, treeHalves, TreeScratch, type Block } from './canonical.js';
 import type { DataKernels } from './kernels.js';
-import type { DataHeader, Mesh, MeshMessage } from './mesh.js';
+import type { DataHeader, Mesh, MeshMessage, Payload } from './mesh.js';
+import { decodeHalf, encodeHalf, type WireFormat } from './half.js';
 import { StateTransfer } from './state_transfer.js';
 import { shardStep, takeMomentum, type ShardSgdArgs } from '../optim/sgd_shard.js';
 
@@ -36,6 +44,8 @@ export interface ReducePlan {
   sgd: ShardSgdArgs;
   /** Elements per message. */
   chunkElems: number;
+  /** The number format of the gradient traffic (see above); 'fp32': lossless. */
+  wireFormat: WireFormat;
 }
 
 /**
@@ -71,7 +81,7 @@ export class AttemptEndedError extends Error {
 }
 
 /** Rejection reasons counted per kind, for the peer-misbehaviour log. */
-export type DropReason = 'stale' | 'not-member' | 'unknown-block' | 'bad-offset' | 'bad-length' | 'duplicate';
+export type DropReason = 'stale' | 'not-member' | 'unknown-block' | 'bad-offset' | 'bad-length' | 'duplicate' | 'wrong-format';
 
 export class PeerExchange {
   private current: Attempt | null = null;
@@ -156,7 +166,9 @@ export class PeerExchange {
             const arr = blocks.get(blockKey(b));
             if (!arr) throw new Error(`block ${blockKey(b)} is not held here`);
             const header: DataHeader = { kind: 'g', step: plan.step, attempt: plan.attempt, offset: off, lo: b.lo, size: b.size };
-            const payload = arr.subarray(off, off + n);
+            const slice = arr.subarray(off, off + n);
+            const payload = plan.wireFormat === 'fp32' ? slice : encodeHalf(plan.wireFormat, slice);
+            if (plan.wireFormat !== 'fp32') header.bits = 16;
             if (owner.id === this.mesh.id) this.accept(a, { from: this.mesh.id, header, payload });
             else await this.mesh.send(owner.id, header, payload);
           }
@@ -195,6 +207,8 @@ export class PeerExchange {
     const h = m.header;
     const k = plan.members.findIndex((x) => x.id === m.from);
     if (k < 0) return this.drop('not-member');
+    const half = plan.wireFormat !== 'fp32';
+    if (half !== (m.payload instanceof Uint16Array) || (h.kind === 'm' && half) || (h.kind === 'a' && !half)) return this.drop('wrong-format');
     if (h.kind === 'g') {
       if (!a.mine) return this.drop('bad-offset');
       const key = `${h.lo}:${h.size}`;
@@ -205,7 +219,7 @@ export class PeerExchange {
       let got = a.pending.get(h.offset);
       if (!got) a.pending.set(h.offset, (got = new Map()));
       if (got.has(key) || a.staged.has(h.offset)) return this.drop('duplicate');
-      got.set(key, m.payload);
+      got.set(key, m.payload instanceof Uint16Array ? decodeHalf(plan.wireFormat as 'bf16' | 'fp16', m.payload) : m.payload);
       if (got.size === a.blockKeys.size) this.reduceChunk(a, h.offset, n, got);
       return;
     }
@@ -214,10 +228,11 @@ export class PeerExchange {
     if (n < 0 || m.from === this.mesh.id) return this.drop('bad-offset');
     if (m.payload.length !== n) return this.drop('bad-length');
     if (a.staged.has(h.offset)) return this.drop('duplicate');
+    if (m.payload instanceof Uint16Array) return this.applyMean(a, h.offset, m.payload);
     const { weights, nextMomentum, nextWeights } = this.model;
     const take = this.kernels ? this.kernels.take.bind(this.kernels) : takeMomentum;
     const t0 = performance.now();
-    take(weights, m.payload, plan.sgd.lr, h.offset, nextMomentum.subarray(h.offset, h.offset + n), nextWeights.subarray(h.offset, h.offset + n));
+    take(weights, m.payload as Float32Array, plan.sgd.lr, h.offset, nextMomentum.subarray(h.offset, h.offset + n), nextWeights.subarray(h.offset, h.offset + n));
     this.computeMs += performance.now() - t0;
     this.stage(a, h.offset, n);
   }
@@ -227,6 +242,7 @@ export class PeerExchange {
     const { plan } = a;
     a.pending.delete(off);
     const [left, right] = treeHalves(plan.units, (b) => got.get(blockKey(b)), n, this.scratch, this.halves);
+    if (plan.wireFormat !== 'fp32') return this.sendMean(a, off, left, right);
     const { weights, momentum, nextMomentum, nextWeights } = this.model;
     const out = nextMomentum.subarray(off, off + n);
     const step = this.kernels ? this.kernels.step.bind(this.kernels) : shardStep;
@@ -237,6 +253,33 @@ export class PeerExchange {
     for (const peer of plan.members) {
       if (peer.id !== this.mesh.id) this.mesh.send(peer.id, header, out).catch(() => undefined);
     }
+    this.stage(a, off, n);
+  }
+
+  /** Compressed wire: my chunk's mean gradient, rounded to 16 bits, to every member and to myself. */
+  private sendMean(a: Attempt, off: number, left: Float32Array, right: Float32Array | null): void {
+    const { plan } = a;
+    const s = Math.fround(plan.samples);
+    const mean = new Float32Array(left.length);
+    for (let i = 0; i < mean.length; i++) mean[i] = Math.fround((right ? Math.fround(left[i] + right[i]) : left[i]) / s);
+    const q = encodeHalf(plan.wireFormat as 'bf16' | 'fp16', mean);
+    const header: DataHeader = { kind: 'a', step: plan.step, attempt: plan.attempt, offset: off, bits: 16 };
+    for (const peer of plan.members) {
+      if (peer.id !== this.mesh.id) this.mesh.send(peer.id, header, q).catch(() => undefined);
+    }
+    this.applyMean(a, off, q);
+  }
+
+  /** Compressed wire: SGD on one chunk from its 16-bit mean gradient (the same bits on every member). */
+  private applyMean(a: Attempt, off: number, q: Uint16Array): void {
+    const { plan } = a;
+    const n = q.length;
+    const g = decodeHalf(plan.wireFormat as 'bf16' | 'fp16', q);
+    const { weights, momentum, nextMomentum, nextWeights } = this.model;
+    const step = this.kernels ? this.kernels.step.bind(this.kernels) : shardStep;
+    const t0 = performance.now();
+    step(weights, momentum, off, g, null, 1, plan.sgd, nextMomentum.subarray(off, off + n), nextWeights.subarray(off, off + n));
+    this.computeMs += performance.now() - t0;
     this.stage(a, off, n);
   }
 

@@ -1,8 +1,8 @@
 /**
  * The data plane's wire: every worker binds one ZeroMQ ROUTER for what its peers send it and connects
  * one DEALER to each peer for what it sends them (routing id = its own member id). A message is two
- * frames: a small JSON header and one binary payload (float32 elements, sent zero-copy: the array must
- * not change until the step's exchange is over). This is the only file of shared/dataplane/ that touches
+ * frames: a small JSON header and one binary payload (float32 elements, or 16-bit ones when the header
+ * says `bits: 16`; sent zero-copy: the array must not change until the step's exchange is over). This is the only file of shared/dataplane/ that touches
  * ZeroMQ; the exchange (./exchange.ts) sees the `Mesh` interface.
  *
  * Each DEALER has its own send queue (zeromq.js allows one send in flight per socket), so sends to
@@ -18,11 +18,11 @@ import { zapDomain, type ZapPolicy } from '../zap.js';
 
 /**
  * What a peer says in a data-plane header. `kind` 'g': a block's gradient slice; 'm': a shard's new
- * momentum; 'q': a request for the whole model state of version `step` (empty payload); 's': a slice of
+ * momentum; 'a': a shard's mean gradient (the compressed wire, ./half.ts); 'q': a request for the whole model state of version `step` (empty payload); 's': a slice of
  * that state (weights then momentum, `offset` in 0..2P; an empty 's' refuses the request).
  */
 export interface DataHeader {
-  kind: 'g' | 'm' | 'q' | 's';
+  kind: 'g' | 'm' | 'a' | 'q' | 's';
   /** The step (g, m) or the weights version (q, s). */
   step: number;
   attempt: number;
@@ -33,9 +33,14 @@ export interface DataHeader {
   size?: number;
   /** For 'q': the endpoint of the asking member, to send the state to. */
   reply?: string;
+  /** 16: the payload holds 16-bit floats (bfloat16 or float16, as the reduce plan says); absent: float32. */
+  bits?: 16;
 }
 
-export interface MeshMessage { from: string; header: DataHeader; payload: Float32Array }
+/** Float32Array, or Uint16Array when the header says `bits: 16`. */
+export type Payload = Float32Array | Uint16Array;
+
+export interface MeshMessage { from: string; header: DataHeader; payload: Payload }
 
 export interface Mesh {
   readonly id: string;
@@ -43,7 +48,7 @@ export interface Mesh {
   readonly endpoint: string;
   /** Connects to the peers not connected yet (idempotent); `self` is skipped. */
   connect(peers: readonly { id: string; endpoint: string }[]): void;
-  send(to: string, header: DataHeader, payload: Float32Array): Promise<void>;
+  send(to: string, header: DataHeader, payload: Payload): Promise<void>;
   /** Valid messages from peers, one consumer. Malformed ones are counted in `dropped` and skipped. */
   messages(): AsyncIterable<MeshMessage>;
   readonly dropped: number;
@@ -81,19 +86,22 @@ function parseHeader(b: Buffer): DataHeader | null {
   if (typeof h !== 'object' || h === null) return null;
   const o = h as Record<string, unknown>;
   const int = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
-  if (!['g', 'm', 'q', 's'].includes(o.kind as string) || !int(o.step) || !int(o.attempt) || !int(o.offset)) return null;
+  if (!['g', 'm', 'a', 'q', 's'].includes(o.kind as string) || !int(o.step) || !int(o.attempt) || !int(o.offset)) return null;
+  if (o.bits !== undefined && o.bits !== 16) return null;
   if (o.kind === 'g' && (!int(o.lo) || !int(o.size))) return null;
   if (o.kind === 'q' && (typeof o.reply !== 'string' || o.reply.length > 256 || !/^(tcp|ipc|inproc):\/\//.test(o.reply))) return null;
   return o as unknown as DataHeader;
 }
 
-/** A Float32Array over the frame, copying only when the frame is not 4-byte aligned. */
-function floats(b: Buffer): Float32Array | null {
-  if (b.length % 4 !== 0) return null;
-  if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
-  const copy = new Float32Array(b.length / 4);
-  new Uint8Array(copy.buffer).set(b);
-  return copy;
+/** A Float32Array (or, for `bits` 16, a Uint16Array) over the frame, copying only when it is not aligned. */
+function elements(b: Buffer, bits: 16 | undefined): Payload | null {
+  const size = bits === 16 ? 2 : 4;
+  if (b.length % size !== 0) return null;
+  const aligned = b.byteOffset % size === 0;
+  const copy = aligned ? null : new Uint8Array(b);
+  const buffer = copy ? copy.buffer : b.buffer;
+  const at = copy ? 0 : b.byteOffset;
+  return size === 2 ? new Uint16Array(buffer, at, b.length / 2) : new Float32Array(buffer, at, b.length / 4);
 }
 
 class ZmqMesh implements Mesh {
@@ -113,10 +121,10 @@ class ZmqMesh implements Mesh {
     }
   }
 
-  send(to: string, header: DataHeader, payload: Float32Array): Promise<void> {
+  send(to: string, header: DataHeader, payload: Payload): Promise<void> {
     const o = this.out.get(to);
     if (!o) return Promise.reject(new Error(`no connection to peer ${to}`));
-    const frames = [Buffer.from(JSON.stringify(header)), Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)];
+    const frames = [Buffer.from(JSON.stringify(header)), Buffer.from(payload.buffer as ArrayBuffer, payload.byteOffset, payload.byteLength)];
     const p = o.tail.then(() => o.sock.send(frames));
     o.tail = p.catch(() => undefined);
     return p;
@@ -126,7 +134,7 @@ class ZmqMesh implements Mesh {
     for await (const frames of this.router) {
       const [idFrame, head, body] = frames;
       const header = frames.length === 3 ? parseHeader(head) : null;
-      const payload = header ? floats(body) : null;
+      const payload = header ? elements(body, header.bits) : null;
       if (!header || !payload) {
         this.dropped += 1;
         continue;

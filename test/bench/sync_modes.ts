@@ -64,7 +64,7 @@ export async function peerSeconds(place: Place, workers: number, params: number,
         const plan: ReducePlan = {
           step, attempt: 0, members, range: [0, params], units: workers, samples: workers,
           blocks: members.map((m, i) => ({ lo: i, size: 1, holder: m.id })),
-          sgd: { lr: 5e-4, momentum: 0.9, weightDecay: 1e-5, first: step === 0 }, chunkElems,
+          sgd: { lr: 5e-4, momentum: 0.9, weightDecay: 1e-5, first: step === 0 }, chunkElems, wireFormat: 'fp32',
         };
         const t0 = performance.now();
         for (const m of members) await send(m.id, { t: 'plan', plan });

@@ -121,3 +121,27 @@ test('a worker joining mid-run takes the weights from a peer, not the coordinato
   const want = await finalState(alone, last);
   assert.ok(bytes(got.data.state.weights).equals(bytes(want.data.state.weights)), `weights after step ${last} bitwise equal to the 1-worker run`);
 });
+
+test('compressed wire (training.wireFormat bf16 / fp16): one step through 16-bit traffic moves the weights as the float32 reference does, to within the format\'s rounding', async () => {
+  // one step: after several, the tiny network's BN amplifies any difference ~20× per step (see above)
+  const cfg = loadConfig(tiny);
+  const spec = buildSpec(cfg.model);
+  const init = (await referenceRun(cfg, 0)).weights;
+  const ref = (await referenceRun(cfg, 1)).weights;
+  const dist = (a: Float32Array, b: Float32Array): number => Math.sqrt(spec.trainable.reduce((t, p) => {
+    for (let i = p.offset; i < p.offset + p.size; i++) t += (a[i] - b[i]) ** 2;
+    return t;
+  }, 0));
+  const moved = dist(ref, init);
+  for (const [format, u] of [['bf16', 2 ** -8], ['fp16', 2 ** -11]] as const) {
+    const dir = tempDir(`peer-${format}`);
+    const run = startCoordinator(tinyArgs(dir, 2, ['training.exchange=peer', 'training.maxSteps=1', `training.wireFormat=${format}`]));
+    const { code, stderr } = await run.done;
+    assert.equal(code, 0, stderr);
+    const w = (await finalState(dir, 1)).data.state.weights;
+    assert.ok(!bytes(w).equals(bytes(ref)), `${format} traffic changed the bits (the format reached the workers)`);
+    const off = dist(w, ref);
+    console.log(`${format}: |w − w_fp32| / |w_fp32 − w_0| = ${(off / moved).toExponential(2)} (unit roundoff ${u.toExponential(2)})`);
+    assert.ok(off <= 4 * u * moved, `${format}: ${off} vs ${moved}`);
+  }
+});

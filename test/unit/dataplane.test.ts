@@ -5,9 +5,10 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { blockKey, blocksOf, coversExactly, shardRanges, treeSum, TreeScratch, type Block } from '../../shared/dataplane/canonical.js';
+import { blockKey, blocksOf, coversExactly, shardRanges, treeHalves, treeSum, TreeScratch, type Block } from '../../shared/dataplane/canonical.js';
 import { PeerExchange, type ModelBuffers, type ReducePlan } from '../../shared/dataplane/exchange.js';
-import { openMesh } from '../../shared/dataplane/mesh.js';
+import { openMesh, type Mesh } from '../../shared/dataplane/mesh.js';
+import { decodeHalf, encodeHalf } from '../../shared/dataplane/half.js';
 import { DataKernels } from '../../shared/dataplane/kernels.js';
 import { shardStep, takeMomentum } from '../../shared/optim/sgd_shard.js';
 
@@ -141,10 +142,48 @@ function oneProcess(leaves: Float32Array[], plan: Omit<ReducePlan, 'members' | '
   return model;
 }
 
-async function peerStep(leaves: Float32Array[], owners: number[][], base: Omit<ReducePlan, 'members' | 'blocks' | 'step' | 'attempt'>, simd = false): Promise<ModelBuffers[]> {
+/** Counts the payload bytes a real mesh sends (a probe around it, not a stand-in). */
+function counting(mesh: Mesh, sent: { bytes: number }): Mesh {
+  return {
+    id: mesh.id, endpoint: mesh.endpoint, get dropped() { return mesh.dropped; },
+    connect: (peers) => mesh.connect(peers), messages: () => mesh.messages(), close: () => mesh.close(),
+    send: (to, header, payload) => { sent.bytes += payload.byteLength; return mesh.send(to, header, payload); },
+  };
+}
+
+/**
+ * The compressed wire written out: each holder's block sums rounded to 16 bits, summed in the canonical
+ * tree, divided by the samples, rounded again; SGD from that mean (samples 1). Built from parts checked
+ * elsewhere: treeSum / treeHalves (hand-made trees), half.ts (PyTorch), shardStep (torch.optim.SGD).
+ */
+function compressedReference(leaves: Float32Array[], owners: number[][], plan: Omit<ReducePlan, 'members' | 'blocks' | 'step' | 'attempt'>): ModelBuffers {
+  const fmt = plan.wireFormat as 'bf16' | 'fp16';
   const p = leaves[0].length;
   const m = leaves.length;
-  const meshes = await Promise.all(owners.map((_, i) => openMesh(`w${i}`, { bind: 'tcp://127.0.0.1:0' })));
+  const rounded = new Map<string, Float32Array>();
+  for (const held of owners) {
+    for (const b of blocksOf(held, m)) {
+      const sum = new Float32Array(p);
+      treeSum(b.lo, b.size, m, (c) => (c.size === 1 ? leaves[c.lo] : undefined), sum, new TreeScratch());
+      rounded.set(blockKey(b), decodeHalf(fmt, encodeHalf(fmt, sum)));
+    }
+  }
+  const [left, right] = treeHalves(m, (b) => rounded.get(blockKey(b)), p, new TreeScratch(), new TreeScratch());
+  const f = Math.fround;
+  const mean = left.map((l, i) => f((right ? f(l + right[i]) : l) / plan.samples));
+  const g = decodeHalf(fmt, encodeHalf(fmt, mean));
+  const model = freshModel(p);
+  const b = new Float32Array(p);
+  const nw = new Float32Array(p);
+  shardStep(model.weights, model.momentum, 0, g, null, 1, plan.sgd, b, nw);
+  return { ...model, weights: nw, momentum: b };
+}
+
+async function peerStep(leaves: Float32Array[], owners: number[][], base: Omit<ReducePlan, 'members' | 'blocks' | 'step' | 'attempt'>, simd = false,
+  sent = { bytes: 0 }): Promise<ModelBuffers[]> {
+  const p = leaves[0].length;
+  const m = leaves.length;
+  const meshes = (await Promise.all(owners.map((_, i) => openMesh(`w${i}`, { bind: 'tcp://127.0.0.1:0' })))).map((x) => counting(x, sent));
   const kernels = simd ? await Promise.all(owners.map(() => DataKernels.create(4 * p, base.chunkElems))) : owners.map(() => null);
   const models = owners.map((_, i) => {
     const fresh = freshModel(p);
@@ -177,7 +216,7 @@ async function peerStep(leaves: Float32Array[], owners: number[][], base: Omit<R
 
 describe('PeerExchange over ZeroMQ', () => {
   const p = 5000;
-  const base = { range: [0, p] as [number, number], units: 7, samples: 7 * 4, sgd: { lr: 0.1, momentum: 0.9, weightDecay: 1e-4, first: false }, chunkElems: 700 };
+  const base = { range: [0, p] as [number, number], units: 7, samples: 7 * 4, sgd: { lr: 0.1, momentum: 0.9, weightDecay: 1e-4, first: false }, chunkElems: 700, wireFormat: 'fp32' as const };
   const leaves = randomLeaves(7, p, 42);
   const expected = oneProcess(leaves, base);
 
@@ -201,6 +240,37 @@ describe('PeerExchange over ZeroMQ', () => {
       assert.deepEqual([...g.weights.subarray(0, 3000)], [...fresh.weights.subarray(0, 3000)]);
     }
   });
+
+  for (const format of ['bf16', 'fp16'] as const) {
+    it(`compressed wire (${format}): every member holds the same bits, those of rounding each block sum and each mean gradient to ${format}, with half the bytes`, async () => {
+      const owners = [[0, 1, 2, 3], [4, 5, 6]];
+      const c = { ...base, wireFormat: format };
+      const sent16 = { bytes: 0 };
+      const sent32 = { bytes: 0 };
+      const got = await peerStep(leaves, owners, c, true, sent16);
+      const plain = await peerStep(leaves, owners, base, true, sent32);
+      const want = compressedReference(leaves, owners, c);
+      for (const g of got) {
+        assert.deepEqual(bytes(g.weights), bytes(want.weights));
+        assert.deepEqual(bytes(g.momentum), bytes(want.momentum));
+      }
+      // 2 members, 5000 elements: each holds one block (0..3; 4..7 with leaf 7 absent), sends its slice of the
+      // other's shard (2500 elements) and its own shard's update (2500) → 4 × 2500 elements
+      assert.equal(sent32.bytes, 4 * 2500 * 4);
+      assert.equal(sent16.bytes, 4 * 2500 * 2);
+      // lossy, but bounded: each rounding errs by ≤ u relative (unit roundoff u = 2^-8 bf16, 2^-11 fp16), the block sums by
+      // ≤ u·Σ|leaves| and the mean by ≤ u·|mean|, so |Δw| ≤ lr·(2u·Σ|leaves|/samples) plus float32 noise
+      const u = format === 'bf16' ? 2 ** -8 : 2 ** -11;
+      let differs = 0;
+      got[0].weights.forEach((w, i) => {
+        const abs = leaves.reduce((t, l) => t + Math.abs(l[i]), 0);
+        const bound = base.sgd.lr * 2 * u * abs / base.samples + 1e-6 * (1 + Math.abs(w));
+        assert.ok(Math.abs(w - plain[0].weights[i]) <= bound, `element ${i}: |Δw| ${Math.abs(w - plain[0].weights[i])} > ${bound}`);
+        if (w !== plain[0].weights[i]) differs += 1;
+      });
+      assert.ok(differs > p / 10, `only ${differs} weights differ from fp32`);
+    });
+  }
 
   it('a summation order other than the tree would change the bits (the test can fail)', () => {
     const p2 = leaves[0].length;

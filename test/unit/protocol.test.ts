@@ -50,7 +50,7 @@ const SAMPLES: Message[] = [
   { type: 'fetch_state', version: 4, fromId: '0a1b', fromEndpoint: 'tcp://10.0.0.2:4100', bnStats: f32(10) },
   { type: 'state_ready', version: 4 },
   { type: 'reduce', plan: { step: 3, attempt: 0, members: [{ id: 'a', endpoint: 'tcp://h:1' }], range: [0, 10], units: 2, samples: 8,
-    blocks: [{ lo: 0, size: 2, holder: 'a' }], sgd: { lr: 0.1, momentum: 0.9, weightDecay: 0, first: true }, chunkElems: 4 } },
+    blocks: [{ lo: 0, size: 2, holder: 'a' }], sgd: { lr: 0.1, momentum: 0.9, weightDecay: 0, first: true }, chunkElems: 4, wireFormat: 'bf16' } },
   { type: 'reduced', step: 3, attempt: 0 },
   { type: 'work', requestId: 9, step: 2, mode: 'train', weightsVersion: 1, imageSize: 224, keep: true, refs: { split: 'train', images: [[5, 0, 17], [9, 0, 18]] },
     items: [{ id: '2:0', count: 2, index: 0 }], images: new Uint8Array(0), labels: new Int32Array(0) },
