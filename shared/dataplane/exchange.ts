@@ -81,11 +81,14 @@ export class AttemptEndedError extends Error {
 }
 
 /** Rejection reasons counted per kind, for the peer-misbehaviour log. */
-export type DropReason = 'stale' | 'not-member' | 'unknown-block' | 'bad-offset' | 'bad-length' | 'duplicate' | 'wrong-format';
+export type DropReason = 'stale' | 'not-member' | 'unknown-block' | 'bad-offset' | 'bad-length' | 'duplicate' | 'wrong-format' | 'too-early';
 
 export class PeerExchange {
   private current: Attempt | null = null;
   private early: MeshMessage[] = [];
+  private earlyBytes = 0;
+  /** The step of the last plan run here (-1: none): messages more than one step ahead of it are dropped. */
+  private lastStep = -1;
   private readonly scratch = new TreeScratch();
   private readonly halves = new TreeScratch();
   readonly drops = new Map<DropReason, number>();
@@ -123,8 +126,10 @@ export class PeerExchange {
     });
     result.catch(() => undefined);
     const a = this.current!;
+    this.lastStep = plan.step;
     const replay = this.early.filter((m) => m.header.step === plan.step && m.header.attempt === plan.attempt);
-    this.early = this.early.filter((m) => m.header.step > plan.step || (m.header.step === plan.step && m.header.attempt > plan.attempt));
+    this.early = this.early.filter((m) => m.header.step === plan.step + 1 || (m.header.step === plan.step && m.header.attempt > plan.attempt));
+    this.earlyBytes = this.early.reduce((t, m) => t + m.payload.byteLength, 0);
     for (const m of replay) this.accept(a, m);
     this.sendBlocks(a, blocks);
     if (a.need === 0) a.done();
@@ -187,9 +192,22 @@ export class PeerExchange {
         continue;
       }
       if (a && h.step === a.plan.step && h.attempt === a.plan.attempt) this.accept(a, m);
-      else if (!a || h.step > a.plan.step || (h.step === a.plan.step && h.attempt > a.plan.attempt)) this.early.push(m);
+      else if (!a || h.step > a.plan.step || (h.step === a.plan.step && h.attempt > a.plan.attempt)) this.keepEarly(m);
       else this.drop('stale');
     }
+  }
+
+  /**
+   * Keeps a message for a plan not run yet (a peer that got its plan first), within bounds: at most one
+   * step ahead (once a plan ran) and at most 4 × the model's bytes in all, so no peer can grow memory without bound.
+   */
+  private keepEarly(m: MeshMessage): void {
+    // legitimate early traffic is one step's slices of my shard (blocks × P/N floats) and other shards'
+    // updates (< P): within 4 × the model unless a step has more than 3 blocks per member
+    const cap = 16 * this.model.weights.length;
+    if ((this.lastStep >= 0 && m.header.step > this.lastStep + 1) || this.earlyBytes + m.payload.byteLength > cap) return this.drop('too-early');
+    this.early.push(m);
+    this.earlyBytes += m.payload.byteLength;
   }
 
   private drop(reason: DropReason): void {

@@ -5,7 +5,9 @@
  *   back from each, float64 sum, SGD, BN statistics — the real Cluster, Dispatcher and transport;
  * - `peer`: the peer data plane (shared/dataplane/): reduce-scatter to shard owners in the canonical
  *   order, SGD per shard, all-gather of the new momentum, under a plan from a control socket;
- * - `gloo`: PyTorch's gloo all-reduce of the same tensor (/usr/bin/python3 with Debian's python3-torch).
+ * - `gloo`: PyTorch's gloo all-reduce of the same tensor (/usr/bin/python3 with Debian's python3-torch);
+ * - and, for information only (lossy, not comparable to gloo's fp32), `peerBf16Seconds`: the peer data
+ *   plane with `training.wireFormat` "bf16" (half the bytes).
  * Two links: `loopback`, and `capped` — every process in its own network namespace with one veth to a
  * bridge, tc-limited to 2 Gbit/s each way (./netns.ts; root only, else skipped and said so). Each
  * measurement runs in fresh processes. Last line: JSON, with the load average before and after.
@@ -27,6 +29,7 @@ import { finiteItems, type Unit } from '../../coordinator/cluster/dispatcher.js'
 import { GradientAccumulator } from '../../coordinator/training/reducer.js';
 import { CappedNet, cappedNetAvailable } from './netns.js';
 import { kernelCosts } from './sync_kernels.js';
+import type { WireFormat } from '../../shared/dataplane/half.js';
 import { glooSeconds, launch, median, peerSeconds, withDeadline, type Place } from './sync_modes.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -80,8 +83,8 @@ async function central(place: Place, workers: number, warmup: number, rounds: nu
 }
 
 /** Runs this file in namespace 0 for one central or peer measurement; returns its JSON line. */
-async function inCoordinatorPlace(spec: PlaceSpec, mode: 'central' | 'peer', workers: number, link: Link, chunkElems: number): Promise<Record<string, number>> {
-  const c = launch(placeOf(spec), 0, process.execPath, [fileURLToPath(import.meta.url), `--${mode}`, String(workers), '--place', JSON.stringify(spec), '--link', link, '--chunk-elems', String(chunkElems)]);
+async function inCoordinatorPlace(spec: PlaceSpec, mode: 'central' | 'peer', workers: number, link: Link, chunkElems: number, wire: WireFormat = 'fp32'): Promise<Record<string, number>> {
+  const c = launch(placeOf(spec), 0, process.execPath, [fileURLToPath(import.meta.url), `--${mode}`, String(workers), '--place', JSON.stringify(spec), '--link', link, '--chunk-elems', String(chunkElems), '--wire', wire]);
   let out = '';
   c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((r) => c.once('exit', r));
@@ -107,7 +110,7 @@ async function main(): Promise<void> {
     const place = placeOf(JSON.parse(arg(args, '--place')!) as PlaceSpec);
     const { warmup, rounds } = ROUNDS[link];
     if (mode === 'central') console.log(JSON.stringify(await central(place, Number(n), warmup, rounds)));
-    else console.log(JSON.stringify({ seconds: await peerSeconds(place, Number(n), params, warmup, rounds, chunkElems) }));
+    else console.log(JSON.stringify({ seconds: await peerSeconds(place, Number(n), params, warmup, rounds, chunkElems, (arg(args, '--wire') ?? 'fp32') as WireFormat) }));
     return;
   }
   const counts = (arg(args, '--workers') ?? '2,4,8').split(',').map(Number);
@@ -135,10 +138,11 @@ async function main(): Promise<void> {
           : { hosts: Array.from({ length: workers + 1 }, () => '127.0.0.1'), prefixes: [] };
         const c = await inCoordinatorPlace(spec, 'central', workers, l, chunkElems);
         const p = await inCoordinatorPlace(spec, 'peer', workers, l, chunkElems);
+        const pb = await inCoordinatorPlace(spec, 'peer', workers, l, chunkElems, 'bf16');
         const { warmup, rounds } = ROUNDS[l];
         const g = await glooSeconds(placeOf(spec), workers, params, warmup, rounds, () => (net ? 'eth0' : 'lo'));
         const row: Record<string, unknown> = { workers, link: l, centralSeconds: round(c.seconds), peerSeconds: round(p.seconds), glooSeconds: round(g),
-          peerVsGloo: round(p.seconds / g), centralPeakRssMb: c.peakRssMb };
+          peerVsGloo: round(p.seconds / g), peerBf16Seconds: round(pb.seconds), centralPeakRssMb: c.peakRssMb };
         if (net) row.allReduceBoundSeconds = round((2 * (workers - 1) / workers) * params * 4 / (rateMbit * 1e6 / 8));
         console.log(JSON.stringify(row));
         results.push(row);

@@ -8,6 +8,7 @@
  * A `Place` says where process i runs (a command prefix and the address it binds): plain loopback, or
  * namespace i of a CappedNet. Both return the median over `rounds` timed rounds after `warmup`.
  */
+import type { WireFormat } from '../../shared/dataplane/half.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +40,7 @@ export async function withDeadline<T>(children: ChildProcess[], ms: number, what
   }
 }
 
-export async function peerSeconds(place: Place, workers: number, params: number, warmup: number, rounds: number, chunkElems: number): Promise<number> {
+export async function peerSeconds(place: Place, workers: number, params: number, warmup: number, rounds: number, chunkElems: number, wireFormat: WireFormat = 'fp32'): Promise<number> {
   const control = new Router({ linger: 0 });
   await control.bind(`tcp://${place.host(0)}:0`);
   const children = Array.from({ length: workers }, (_, i) =>
@@ -64,7 +65,7 @@ export async function peerSeconds(place: Place, workers: number, params: number,
         const plan: ReducePlan = {
           step, attempt: 0, members, range: [0, params], units: workers, samples: workers,
           blocks: members.map((m, i) => ({ lo: i, size: 1, holder: m.id })),
-          sgd: { lr: 5e-4, momentum: 0.9, weightDecay: 1e-5, first: step === 0 }, chunkElems, wireFormat: 'fp32',
+          sgd: { lr: 5e-4, momentum: 0.9, weightDecay: 1e-5, first: step === 0 }, chunkElems, wireFormat,
         };
         const t0 = performance.now();
         for (const m of members) await send(m.id, { t: 'plan', plan });

@@ -108,6 +108,11 @@ describe('DataKernels (WebAssembly SIMD)', () => {
   });
 });
 
+async function waitFor(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(ok(), 'condition reached within 2 s');
+}
+
 const bytes = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** Seeded xorshift floats spanning many magnitudes, so that summation order shows in the bits. */
@@ -271,6 +276,29 @@ describe('PeerExchange over ZeroMQ', () => {
       assert.ok(differs > p / 10, `only ${differs} weights differ from fp32`);
     });
   }
+
+  it('messages for plans not run yet are kept only up to one step ahead and 4 × the model\'s bytes; the rest is dropped as too-early', async () => {
+    const p2 = 1000;
+    const [rx, tx] = await Promise.all([openMesh('rx', { bind: 'tcp://127.0.0.1:0' }), openMesh('tx', { bind: 'tcp://127.0.0.1:0' })]);
+    const ex = new PeerExchange(rx, freshModel(p2));
+    try {
+      tx.connect([{ id: rx.id, endpoint: rx.endpoint }]);
+      const g = (step: number) => tx.send('rx', { kind: 'g', step, attempt: 0, offset: 0, lo: 0, size: 1 }, new Float32Array(p2));
+      // before any plan: kept up to 4 × 1000 floats = 4 messages of 1000 floats; the 5th and 6th are dropped
+      for (let i = 0; i < 6; i++) await g(5);
+      await waitFor(() => (ex.drops.get('too-early') ?? 0) === 2);
+      // a plan for step 1 (one member, nothing to exchange) keeps only steps 1 (later attempts) and 2
+      const plan: ReducePlan = { ...base, range: [0, 0], units: 1, samples: 1, step: 1, attempt: 0, members: [{ id: 'rx', endpoint: rx.endpoint }], blocks: [{ lo: 0, size: 1, holder: 'rx' }] };
+      await ex.run(plan, new Map([['0:1', new Float32Array(p2)]])); // drops the kept step-5 messages
+      await g(2); // one step ahead: kept
+      await g(3); // two steps ahead: dropped (the same socket delivers in order, so step 2 was handled first)
+      await waitFor(() => (ex.drops.get('too-early') ?? 0) === 3);
+      assert.equal(ex.drops.get('stale'), undefined);
+    } finally {
+      await ex.close();
+      await tx.close();
+    }
+  });
 
   it('a summation order other than the tree would change the bits (the test can fail)', () => {
     const p2 = leaves[0].length;
