@@ -5,6 +5,9 @@
  * sockets, no protocol: the encryption's cost alone. The last line is JSON.
  */
 import { curveKeyPair, Dealer, Router } from 'zeromq';
+import { loadAverage, loadFields } from './load.js';
+
+const LOAD_BEFORE = loadAverage();
 
 const BYTES = 43_723_943 * 4;
 const CHUNK = 4 * 2 ** 20;
@@ -44,4 +47,4 @@ const plain = median(times.plain);
 const curve = median(times.curve);
 const mb = BYTES / 1e6;
 process.stdout.write(`167 MiB over tcp loopback: plain ${plain.toFixed(3)} s (${(mb / plain).toFixed(0)} MB/s), CURVE ${curve.toFixed(3)} s (${(mb / curve).toFixed(0)} MB/s), ${(curve / plain).toFixed(2)}x\n`);
-process.stdout.write(`${JSON.stringify({ bench: 'curve', bytes: BYTES, plainSeconds: +plain.toFixed(3), curveSeconds: +curve.toFixed(3), ratio: +(curve / plain).toFixed(2), roundsMs: { plain: ms(times.plain), curve: ms(times.curve) } })}\n`);
+process.stdout.write(`${JSON.stringify({ bench: 'curve', bytes: BYTES, plainSeconds: +plain.toFixed(3), curveSeconds: +curve.toFixed(3), ratio: +(curve / plain).toFixed(2), roundsMs: { plain: ms(times.plain), curve: ms(times.curve) }, ...loadFields(LOAD_BEFORE) })}\n`);

@@ -18,6 +18,9 @@ import { scorePairs, scorePairsParallel } from '../../coordinator/eval/scores.js
 import { rocCurve, tarAtFar, thinRoc } from '../../coordinator/eval/roc.js';
 import type { TarAtFar } from '../../coordinator/eval/types.js';
 import { tempDir } from '../helpers/coordinator.js';
+import { loadAverage, loadFields } from './load.js';
+
+const LOAD_BEFORE = loadAverage();
 
 const TEMPLATES = 12_115;
 const IDENTITIES = 1_845;
@@ -129,7 +132,7 @@ async function main(): Promise<void> {
   console.log(JSON.stringify({
     bench: 'eval', templates: TEMPLATES, pairs: PAIRS, seconds: +total.toFixed(3), scoreSeconds: +scoreSeconds.toFixed(3),
     scoreSecondsOneThread: +oneThread.toFixed(3), rocSeconds: +rocSeconds.toFixed(3), threads, peakRssMb,
-    numpySeconds: numpySeconds === null ? null : +numpySeconds.toFixed(3),
+    numpySeconds: numpySeconds === null ? null : +numpySeconds.toFixed(3), ...loadFields(LOAD_BEFORE),
   }));
 }
 

@@ -37,6 +37,9 @@ import { readReport } from '../../coordinator/eval/report.js';
 import { formatTable1Text, formatTable3, resolutionLabel, tarAt } from '../../coordinator/eval/tables.js';
 import type { EvalReport, PairResult, Resolution } from '../../coordinator/eval/types.js';
 import { configsDir, datasetsDir, repoRoot } from '../../shared/paths.js';
+import { loadAverage, loadFields } from './load.js';
+
+const LOAD_BEFORE = loadAverage();
 
 const CLI = join(repoRoot, 'dist', 'coordinator', 'cli.js');
 const TEMPLATE = join(configsDir, 'faces-campaign.json');
@@ -288,6 +291,7 @@ async function main(): Promise<void> {
     },
     runs: Object.fromEntries(names.map((n) => [n, summaryOf(n)])),
     quick: a.quick,
+    ...loadFields(LOAD_BEFORE),
     seconds,
     campaignSeconds: Math.round(campaignSeconds),
     denseSeconds: Math.round(denseSeconds),

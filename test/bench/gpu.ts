@@ -24,6 +24,9 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { loadAverage, loadFields } from './load.js';
+
+const LOAD_BEFORE = loadAverage();
 
 const self = fileURLToPath(import.meta.url);
 
@@ -273,6 +276,7 @@ async function parent(o: Options): Promise<void> {
     bench: 'gpu', device: device ?? 'no GPU found', batch: o.batch, inputSize: o.size, results, unavailable,
     ...(w !== undefined && p !== undefined ? { webgpuOverPytorchFp32: Math.round((w / p) * 1000) / 1000 } : {}),
     seconds: Math.round(Date.now() / 1000 - t0),
+    ...loadFields(LOAD_BEFORE),
   };
   console.log(JSON.stringify(out));
 }

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { repoRoot } from '../../shared/paths.js';
 import { BACKENDS } from '../../worker/backend.js';
 import { runChild, type ChildResult } from './step_child.js';
+import { loadAverage, loadFields } from './load.js';
 
 const self = fileURLToPath(import.meta.url);
 
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     return;
   }
   const out: Record<string, unknown> = { bench: 'step' };
+  const loadBefore = loadAverage();
   let best: string | null = null;
   for (const backend of BACKENDS) {
     const r = child('small', backend);
@@ -76,7 +78,7 @@ async function main(): Promise<void> {
     out.seResNet50TrainBatch8HeapGiB = train.heapGiB;
   }
   console.log(`SE-ResNet-50 training step, batch 8, ${embedded}: ${train.ok ? `ok, ${train.seconds!.toFixed(1)} s, heap ${train.heapGiB} GiB${train.checkpointing ? ' (gradient checkpointing)' : ''}` : train.error}`);
-  console.log(JSON.stringify(out));
+  console.log(JSON.stringify({ ...out, ...loadFields(loadBefore) }));
 }
 
 const round = (x: number): number => Math.round(x * 1000) / 1000;
